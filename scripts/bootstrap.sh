@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Install what resilience.dr's lab and tests need, and nothing that is already there:
+#   - Debian packages (when root and apt-get exist): PostgreSQL 15, pgBackRest, HAProxy,
+#     nginx, shellcheck. Services are not started by the install: the lab starts its own.
+#   - .venv with python3.12 when it works, else python3, and requirements-test.txt.
+#   - ansible-test's get-pip bootstrap script, served from ensurepip + PyPI, so that
+#     `ansible-test sanity --venv` works on a machine (or an air-gapped network) that cannot
+#     reach ansible-test's download host.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+
+debian_packages=(postgresql-15 postgresql-contrib pgbackrest haproxy nginx-light shellcheck)
+binaries=(/usr/lib/postgresql/15/bin/pg_ctl /usr/bin/pgbackrest /usr/sbin/haproxy /usr/sbin/nginx /usr/bin/shellcheck)
+
+missing=()
+for i in "${!binaries[@]}"; do
+  [[ -x "${binaries[$i]}" ]] || missing+=("${debian_packages[$i]}")
+done
+if ! dpkg -s postgresql-contrib >/dev/null 2>&1; then missing+=(postgresql-contrib); fi
+if ((${#missing[@]})); then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    echo "bootstrap: installing Debian packages: ${missing[*]}"
+    # keep the packages' own services stopped: the lab runs its own instances
+    policy=/usr/sbin/policy-rc.d
+    had_policy=0; [[ -e $policy ]] && had_policy=1
+    if ((had_policy == 0)); then printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod 755 "$policy"; fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if ((had_policy == 0)); then rm -f "$policy"; fi
+  else
+    echo "bootstrap: missing Debian packages: ${missing[*]}" >&2
+    echo "bootstrap: install them (apt-get install ${missing[*]}) or run this as root" >&2
+    exit 1
+  fi
+fi
+
+pick_python() {
+  local candidate
+  for candidate in python3.12 /root/.pyenv/versions/3.12*/bin/python3.12 /usr/bin/python3.12 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import sys, venv' >/dev/null 2>&1; then
+      echo "$candidate"
+      return 0
+    fi
+  done
+  return 1
+}
+
+if [[ ! -x "$VENV/bin/python" ]]; then
+  PYTHON="$(pick_python)" || { echo "bootstrap: no usable python3 found" >&2; exit 1; }
+  echo "bootstrap: creating $VENV with $PYTHON"
+  "$PYTHON" -m venv "$VENV"
+fi
+stamp="$VENV/.requirements.sha256"
+want="$(cat "$ROOT/requirements.txt" "$ROOT/requirements-test.txt" | sha256sum | cut -d' ' -f1)"
+if [[ ! -f $stamp || "$(cat "$stamp")" != "$want" ]]; then
+  echo "bootstrap: installing Python requirements into $VENV"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -U pip
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$ROOT/requirements-test.txt"
+  echo "$want" >"$stamp"
+fi
+
+# ansible-test bootstraps every venv it builds with a get-pip script it downloads from a
+# host outside the package registries; a cached file of the right name is used instead.
+req_py="$("$VENV/bin/python" -c 'import ansible_test, os; print(os.path.join(os.path.dirname(ansible_test.__file__), "_internal", "python_requirements.py"))')"
+pip_version="$(grep -oE "pip='[0-9.]+'" "$req_py" | head -1 | cut -d"'" -f2)"
+pip_version="${pip_version:-25.2}"
+cache="$HOME/.ansible/test/cache/get_pip_${pip_version//./_}.py"
+if [[ ! -f $cache ]]; then
+  mkdir -p "$(dirname "$cache")"
+  cp "$ROOT/scripts/get_pip_offline.py" "$cache"
+  echo "bootstrap: wrote $cache"
+fi
