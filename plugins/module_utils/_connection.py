@@ -114,4 +114,3 @@ def merge_specs(*specs):
                 raise ValueError("option %s defined twice" % name)
             out[name] = opt
     return out
-

@@ -16,7 +16,7 @@ __metaclass__ = type
 
 import re
 
-from ansible.module_utils.six import string_types
+string_types = (str,)
 
 MASK = "********"
 

@@ -18,7 +18,7 @@ import datetime
 import re
 import time
 
-from ansible.module_utils.six import string_types
+string_types = (str,)
 
 from ansible_collections.resilience.dr.plugins.module_utils._errors import (
     DRError,

@@ -81,7 +81,7 @@ class DictProvider(Provider):
             raise DRError("VERIFY_FAILED", "Read back something else.")
         return self.read()
 
-    def on_failure(self, current, done, error):
+    def on_failure(self, current, done_steps, error):
         if not self.params["revert"]:
             return None
         self.store.clear()

@@ -1,0 +1,202 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Drive the lab and the collection's modules from integration tests.
+
+The lab is the one users run (`make lab`, `playbooks/lab.yml`); a test brings up its own
+instance with its own root folder and port block when it changes things, so tests do not
+interfere with each other or with a user's lab::
+
+    lab = Lab.up("promote", port_base=21000, synchronous=True)
+    rows = lab.sql("select count(*) from events")            # on the primary, appdb
+    lab.haproxy("show servers state pg")
+    result = run_module("resilience.dr.replica_promote", {...}, check=True)
+    lab.down()
+
+Ports of an instance, from its ``port_base``: +0 HAProxy PostgreSQL frontend, +1 primary,
++2 replica, +80 HAProxy HTTP frontend, +81 nginx blue, +82 nginx green, +90 nginx edge
+(upstream include file), +99 HAProxy runtime API over TCP. All on 127.0.0.1.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+VENV_BIN = os.path.join(ROOT, ".venv", "bin")
+COLLECTIONS = os.path.join(ROOT, "build", "collections")
+LAB_BASE = os.environ.get("RESILIENCE_LAB_BASE", "/var/tmp/resilience-dr")
+
+
+def ansible_env(**extra):
+    env = dict(os.environ)
+    env["PATH"] = VENV_BIN + os.pathsep + env.get("PATH", "")
+    env["ANSIBLE_COLLECTIONS_PATH"] = COLLECTIONS
+    env["ANSIBLE_ROLES_PATH"] = os.path.join(ROOT, "roles")
+    env["ANSIBLE_NOCOLOR"] = "1"
+    env["ANSIBLE_FORCE_COLOR"] = "0"
+    env["ANSIBLE_RETRY_FILES_ENABLED"] = "0"
+    env["ANSIBLE_LOCALHOST_WARNING"] = "0"
+    env["ANSIBLE_INVENTORY_UNPARSED_WARNING"] = "0"
+    env["ANSIBLE_PYTHON_INTERPRETER"] = os.path.join(VENV_BIN, "python")
+    env.update(extra)
+    return env
+
+
+def run_playbook(playbook, extra_vars=None, check=False, diff=False, inventory=None, timeout=900, env=None):
+    """Run ansible-playbook; return the CompletedProcess (stdout+stderr in .stdout)."""
+    cmd = [os.path.join(VENV_BIN, "ansible-playbook"), "-i", inventory or os.path.join(ROOT, "inventories", "lab")]
+    if extra_vars:
+        cmd += ["-e", json.dumps(extra_vars)]
+    if check:
+        cmd.append("--check")
+    if diff:
+        cmd.append("--diff")
+    cmd.append(playbook if os.path.isabs(playbook) else os.path.join(ROOT, playbook))
+    return subprocess.run(cmd, cwd=ROOT, env=ansible_env(**(env or {})), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, universal_newlines=True, timeout=timeout, check=False)
+
+
+def run_module(module, args, check=False, diff=False, timeout=600, env=None):
+    """Run one module on localhost through ansible's ad-hoc command; return its result dict
+    (``failed`` is set when the module failed)."""
+    cmd = [os.path.join(VENV_BIN, "ansible"), "localhost", "-i", "localhost,", "-c", "local",
+           "-m", module, "-a", json.dumps(args)]
+    if check:
+        cmd.append("--check")
+    if diff:
+        cmd.append("--diff")
+    proc = subprocess.run(
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout,
+        env=ansible_env(ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
+                        **(env or {})),
+        check=False,
+    )
+    try:
+        data = json.loads(proc.stdout)
+    except ValueError:
+        raise AssertionError("ansible produced no JSON (rc=%s):\n%s\n%s" % (proc.returncode, proc.stdout, proc.stderr))
+    result = data["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    result["_raw_stdout"] = proc.stdout
+    result["_raw_stderr"] = proc.stderr
+    return result
+
+
+class Lab(object):
+    """A running lab instance, described by the lab.json its role writes."""
+
+    def __init__(self, info):
+        self.info = info
+        self.root = info["root"]
+
+    # -- life cycle -----------------------------------------------------------------
+    @classmethod
+    def vars_for(cls, name, port_base, synchronous=False, **extra):
+        lab_vars = {
+            "lab_state": "present",
+            "lab_name": name,
+            "lab_root": os.path.join(LAB_BASE, name),
+            "lab_port_base": port_base,
+            "lab_synchronous": synchronous,
+        }
+        lab_vars.update(extra)
+        return lab_vars
+
+    @classmethod
+    def up(cls, name="default", port_base=15000, synchronous=False, **extra):
+        lab_vars = cls.vars_for(name, port_base, synchronous, **extra)
+        proc = run_playbook("playbooks/lab.yml", lab_vars)
+        if proc.returncode != 0:
+            raise AssertionError("lab %s did not come up:\n%s" % (name, proc.stdout[-6000:]))
+        return cls.load(lab_vars["lab_root"])
+
+    @classmethod
+    def load(cls, root):
+        with open(os.path.join(root, "lab.json")) as handle:
+            return cls(json.load(handle))
+
+    def down(self):
+        proc = run_playbook("playbooks/lab.yml", {
+            "lab_state": "absent", "lab_name": self.info["name"], "lab_root": self.root,
+            "lab_port_base": self.info["port_base"],
+        })
+        if proc.returncode != 0:
+            raise AssertionError("lab %s did not come down:\n%s" % (self.info["name"], proc.stdout[-6000:]))
+        return proc
+
+    # -- PostgreSQL -----------------------------------------------------------------
+    def dsn(self, node="primary", db=None, user=None, password=None):
+        conf = self.info[node] if node in ("primary", "replica") else {"port": int(node)}
+        return "host=127.0.0.1 port=%d dbname=%s user=%s password=%s connect_timeout=5" % (
+            conf["port"], db or self.info["database"], user or self.info["superuser"],
+            password if password is not None else self.info["password"])
+
+    def connect(self, node="primary", db=None, autocommit=True):
+        import psycopg  # pylint: disable=import-outside-toplevel
+        return psycopg.connect(self.dsn(node, db), autocommit=autocommit)
+
+    def sql(self, query, params=None, node="primary", db=None):
+        """Run one statement and return its rows (a list of tuples; [] when it returns none)."""
+        with self.connect(node, db) as conn:
+            with conn.cursor() as cur:
+                cur.execute(query, params)
+                return cur.fetchall() if cur.description else []
+
+    def in_recovery(self, node):
+        return self.sql("select pg_is_in_recovery()", node=node)[0][0]
+
+    # -- HAProxy --------------------------------------------------------------------
+    def haproxy(self, command):
+        """Send one runtime API command over the admin socket; return the answer."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(5)
+        sock.connect(self.info["haproxy"]["socket"])
+        try:
+            sock.sendall(command.encode() + b"\n")
+            chunks = []
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                chunks.append(data)
+        finally:
+            sock.close()
+        return b"".join(chunks).decode()
+
+    def servers_state(self, backend):
+        """``show servers state`` of a backend as {server_name: {field: value}}."""
+        lines = self.haproxy("show servers state %s" % backend).strip().splitlines()
+        header = lines[1].lstrip("# ").split()
+        out = {}
+        for line in lines[2:]:
+            values = line.split()
+            row = dict(zip(header, values))
+            out[row["srv_name"]] = row
+        return out
+
+    # -- HTTP -----------------------------------------------------------------------
+    def http_get(self, port=None, path="/", timeout=3):
+        """GET through HAProxy's HTTP frontend (or another port); return (status, body)."""
+        url = "http://127.0.0.1:%d%s" % (port or self.info["haproxy"]["http_port"], path)
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+
+def wait_until(predicate, timeout=30, interval=0.2, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
