@@ -1,0 +1,480 @@
+# -*- coding: utf-8 -*-
+# Copyright: resilience.dr contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""backup_verify engine ``native``: pg_basebackup backups and a WAL archive folder (private).
+
+* A backup is a folder holding ``backup_label`` (plain format) or ``base.tar[.gz]`` (tar
+  format), usually with a ``backup_manifest``. ``backup_dir`` is one backup or a folder of
+  backups; the newest (by the label's START TIME) is verified.
+* ``checksums``: ``pg_verifybackup`` against the manifest. PostgreSQL 15's
+  pg_verifybackup cannot read tar files, so a tar backup is first extracted into the
+  scratch folder (and removed afterwards).
+* ``wal_continuity``: from the backup's START WAL LOCATION to the newest archived
+  segment, across the timeline switches the archive's ``.history`` files describe.
+* ``test_restore``: copy into scratch, recover with a ``restore_command`` reading the
+  archive, run ``verify_queries``, stop and remove the scratch.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import re
+import shlex
+import shutil
+import tarfile
+import tempfile
+import time
+
+from ansible_collections.resilience.dr.plugins.module_utils._errors import (
+    DRError,
+    INVALID_ARGUMENT,
+    NOT_FOUND,
+)
+from ansible_collections.resilience.dr.plugins.module_utils import _time
+from ansible_collections.resilience.dr.plugins.module_utils import _verify_wal as wal
+from ansible_collections.resilience.dr.plugins.module_utils._verify_common import (
+    VerifyProvider,
+    PASSED,
+    FAILED,
+    age_seconds,
+    run_verify_queries,
+)
+from ansible_collections.resilience.dr.plugins.module_utils._verify_scratch import (
+    Runner,
+    ScratchInstance,
+    find_pg_bin,
+)
+
+_TAR_NAMES = ("base.tar", "base.tar.gz", "base.tgz", "base.tar.bz2", "base.tar.xz")
+_UNFINISHED = (".partial", ".tmp", ".inprogress", ".incomplete")
+_LABEL_LINE = re.compile(r"^([A-Z ]+):\s*(.*)$")
+_START_WAL = re.compile(r"^([0-9A-Fa-f]+/[0-9A-Fa-f]+) \(file ([0-9A-F]{24})\)")
+_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?:\.\d+)?\s*(\S*)$")
+_QUOTED = re.compile(r'"([^"]+)"')
+
+
+def parse_label(text):
+    out = {}
+    for line in (text or "").splitlines():
+        match = _LABEL_LINE.match(line.strip())
+        if match:
+            out[match.group(1).strip()] = match.group(2).strip()
+    return out
+
+
+def parse_label_time(text):
+    """``2026-11-22 18:13:18 UTC`` (or a numeric zone) as an aware datetime; None when the
+    zone cannot be read without a zone database."""
+    match = _TIME.match((text or "").strip())
+    if not match:
+        return None
+    stamp, zone = match.groups()
+    if zone in ("", "UTC", "GMT", "Etc/UTC", "Z", "UCT", "Universal", "Zulu"):
+        zone = "Z"
+    elif re.match(r"^[+-]\d\d(:?\d\d)?$", zone):
+        pass
+    else:
+        return None
+    try:
+        return _time.parse_timestamp(stamp.replace(" ", "T") + zone)
+    except DRError:
+        return None
+
+
+def tree_size(path):
+    total = 0
+    count = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            full = os.path.join(root, name)
+            if not os.path.islink(full):
+                total += os.path.getsize(full)
+                count += 1
+    return total, count
+
+
+def _tar_member(tar_path, member):
+    try:
+        with tarfile.open(tar_path, "r:*") as tar:
+            try:
+                handle = tar.extractfile(member)
+            except KeyError:
+                return None
+            return handle.read().decode("utf-8", "replace") if handle is not None else None
+    except (tarfile.TarError, IOError, OSError, EOFError):
+        return None
+
+
+def _safe_extract(tar_path, dest):
+    """Extract a tar made by pg_basebackup, refusing members whose names leave ``dest``."""
+    dest_real = os.path.realpath(dest)
+    with tarfile.open(tar_path, "r:*") as tar:
+        members = tar.getmembers()
+        for member in members:
+            target = os.path.realpath(os.path.join(dest, member.name))
+            if target != dest_real and not target.startswith(dest_real + os.sep):
+                raise DRError(INVALID_ARGUMENT, "%s holds a path outside the backup (%s); refusing to extract it." % (tar_path, member.name))
+        if hasattr(tarfile, "fully_trusted_filter"):
+            tar.extractall(dest, members=members, filter="fully_trusted")  # nosec - names checked above
+        else:
+            tar.extractall(dest, members=members)  # nosec - names checked above
+
+
+class NativeVerify(VerifyProvider):
+    name = "native"
+
+    def validate(self, checks):
+        if not self.params.get("backup_dir"):
+            raise DRError(INVALID_ARGUMENT, "The native engine needs backup_dir (a pg_basebackup folder or a folder of them).")
+        if "wal_continuity" in checks and not self.params.get("wal_archive"):
+            raise DRError(INVALID_ARGUMENT, "The wal_continuity check needs wal_archive (the folder archive_command copies WAL into).")
+        for key in ("backup_dir", "wal_archive"):
+            if self.params.get(key) and not os.path.isdir(self.params[key]):
+                raise DRError(INVALID_ARGUMENT, "%s %s is not a folder." % (key, self.params[key]))
+        self.runner = Runner(self.params.get("os_user"))
+
+    # -- discovery -----------------------------------------------------------------
+    @staticmethod
+    def _is_backup(path):
+        return any(os.path.exists(os.path.join(path, n)) for n in ("backup_label", "backup_manifest") + _TAR_NAMES)
+
+    def _load(self, path):
+        info = {"path": path, "format": "plain"}
+        label_text = None
+        if os.path.isfile(os.path.join(path, "backup_label")):
+            with open(os.path.join(path, "backup_label"), errors="replace") as handle:
+                label_text = handle.read()
+            version_file = os.path.join(path, "PG_VERSION")
+            if os.path.isfile(version_file):
+                with open(version_file) as handle:
+                    info["pg_version"] = handle.read().strip()
+        else:
+            for name in _TAR_NAMES:
+                if os.path.isfile(os.path.join(path, name)):
+                    info["format"] = "tar"
+                    info["base_tar"] = name
+                    label_text = _tar_member(os.path.join(path, name), "backup_label")
+                    version = _tar_member(os.path.join(path, name), "PG_VERSION")
+                    if version:
+                        info["pg_version"] = version.strip()
+                    break
+        label = parse_label(label_text)
+        manifest_path = os.path.join(path, "backup_manifest")
+        info["manifest"] = os.path.isfile(manifest_path)
+        manifest = None
+        if info["manifest"]:
+            try:
+                with open(manifest_path) as handle:
+                    manifest = json.load(handle)
+            except (IOError, OSError, ValueError):
+                manifest = None
+        start = _START_WAL.match(label.get("START WAL LOCATION", ""))
+        if start:
+            info["start_lsn"] = start.group(1)
+            info["start_segment"] = start.group(2)
+        if label.get("START TIMELINE"):
+            info["timeline"] = int(label["START TIMELINE"])
+        if "start_lsn" not in info and manifest and manifest.get("WAL-Ranges"):
+            first = min(manifest["WAL-Ranges"], key=lambda r: wal.parse_lsn(r["Start-LSN"]))
+            info["start_lsn"] = first["Start-LSN"]
+            info["timeline"] = int(first["Timeline"])
+        if manifest and manifest.get("WAL-Ranges"):
+            last = max(manifest["WAL-Ranges"], key=lambda r: wal.parse_lsn(r["End-LSN"]))
+            info["end_lsn"] = last["End-LSN"]
+        info["label"] = label.get("LABEL")
+        started = parse_label_time(label.get("START TIME"))
+        info["started_at_label"] = label.get("START TIME")
+        if started is None:
+            stamp_file = manifest_path if info["manifest"] else path
+            started = _time.from_epoch(os.path.getmtime(stamp_file))
+            info["started_at_source"] = "mtime"
+        info["_started"] = started
+        info["started_at"] = _time.isoformat(started)
+        completed = manifest_path if info["manifest"] else path
+        info["completed_at"] = _time.isoformat(_time.from_epoch(os.path.getmtime(completed)))
+        info["size_bytes"], info["file_count"] = tree_size(path)
+        return info
+
+    def discover(self):
+        root = self.params["backup_dir"]
+        paths = []
+        if self._is_backup(root):
+            paths = [root]
+        else:
+            for name in sorted(os.listdir(root)):
+                full = os.path.join(root, name)
+                if name.endswith(_UNFINISHED) or name.startswith("."):
+                    continue  # a backup still being written
+                if os.path.isdir(full) and self._is_backup(full):
+                    paths.append(full)
+        if not paths:
+            raise DRError(NOT_FOUND, "No backup found in %s (no backup_label, backup_manifest or base.tar)." % root)
+        backups = [self._load(p) for p in paths]
+        backups.sort(key=lambda b: (b["_started"], b["path"]))
+        newest = backups[-1]
+        self.backup = newest
+        shown = dict((k, v) for k, v in newest.items() if not k.startswith("_"))
+        shown["age_seconds"] = age_seconds(newest["_started"])
+        shown["count"] = len(backups)
+        self.figures["backup"] = shown
+        if self.params.get("wal_archive"):
+            self._scan_archive()
+
+    def _scan_archive(self):
+        folder = self.params["wal_archive"]
+        segments = {}
+        histories = {}
+        sizes = []
+        backup_files = {}
+        for name in os.listdir(folder):
+            full = os.path.join(folder, name)
+            if not os.path.isfile(full):
+                continue
+            kind, value = wal.classify(name)
+            if kind == "segment":
+                segments[value] = full
+                if name == value:
+                    sizes.append(os.path.getsize(full))
+            elif kind == "history":
+                with open(full, errors="replace") as handle:
+                    histories[value] = wal.parse_history(handle.read())
+            elif kind == "backup":
+                backup_files[value] = full
+        segment_size = wal.DEFAULT_SEGMENT_SIZE
+        if sizes:
+            common = max(set(sizes), key=sizes.count)
+            if common >= 1024 * 1024 and common & (common - 1) == 0:
+                segment_size = common
+        self.archive = {"segments": segments, "histories": histories, "segment_size": segment_size}
+        newest = max(segments) if segments else None
+        self.figures["wal"] = {
+            "archive": folder,
+            "segment_count": len(segments),
+            "newest_segment": newest,
+            "newest_at": _time.isoformat(_time.from_epoch(os.path.getmtime(segments[newest]))) if newest else None,
+            "timelines": sorted(set(int(s[:8], 16) for s in segments)),
+            "history_files": sorted(histories),
+            "segment_size": segment_size,
+        }
+        # the stop time of the backup, from its .backup history file
+        start = self.backup.get("start_segment")
+        if start and start in backup_files:
+            with open(backup_files[start], errors="replace") as handle:
+                stop = parse_label(handle.read()).get("STOP TIME")
+            stopped = parse_label_time(stop)
+            if stopped:
+                self.figures["backup"]["stopped_at"] = _time.isoformat(stopped)
+
+    # -- checks --------------------------------------------------------------------
+    def check_max_age(self):
+        items = [("newest_backup", self.backup["_started"], {"label": self.backup.get("label"), "path": self.backup["path"]})]
+        if self.params.get("wal_archive"):
+            wal_fig = self.figures["wal"]
+            at = _time.parse_timestamp(wal_fig["newest_at"]) if wal_fig["newest_at"] else None
+            items.append(("newest_wal", at, {"segment": wal_fig["newest_segment"]}))
+        return self.freshness(items)
+
+    def _pg_bin(self):
+        return find_pg_bin(self.params.get("pg_bin_dir"), self.backup.get("pg_version"))
+
+    def check_checksums(self):
+        backup = self.backup
+        if not backup["manifest"]:
+            return FAILED, "%s has no backup_manifest (taken with --no-manifest?); its files cannot be verified." % backup["path"], {}
+        pg_bin = self._pg_bin()
+        verifier = os.path.join(pg_bin, "pg_verifybackup")
+        figures = {"path": backup["path"], "format": backup["format"]}
+        extract_root = None
+        try:
+            if backup["format"] == "tar":
+                extract_root = tempfile.mkdtemp(prefix="backup_verify-extract-", dir=self.params["scratch_dir"])
+                data = os.path.join(extract_root, "data")
+                os.mkdir(data)
+                for name in os.listdir(backup["path"]):
+                    if name.startswith("pg_wal.tar"):
+                        continue
+                    if ".tar" in name:
+                        dest = data if name.startswith("base.") else os.path.join(extract_root, name.split(".")[0])
+                        try:
+                            _safe_extract(os.path.join(backup["path"], name), dest)
+                        except (tarfile.TarError, EOFError, IOError, OSError) as exc:
+                            return FAILED, "%s cannot be read: %s" % (name, exc), dict(figures, corrupt_files=[name])
+                wal_tar = [n for n in os.listdir(backup["path"]) if n.startswith("pg_wal.tar")]
+                if wal_tar:
+                    try:
+                        _safe_extract(os.path.join(backup["path"], wal_tar[0]), os.path.join(data, "pg_wal"))
+                    except (tarfile.TarError, EOFError, IOError, OSError) as exc:
+                        return FAILED, "%s cannot be read: %s" % (wal_tar[0], exc), dict(figures, corrupt_files=[wal_tar[0]])
+                target = data
+                argv = [verifier, "-m", os.path.join(backup["path"], "backup_manifest")]
+                figures["extracted_to_scratch"] = True
+            else:
+                target = backup["path"]
+                argv = [verifier]
+            wal_dir = os.path.join(target, "pg_wal")
+            has_wal = os.path.isdir(wal_dir) and any(wal.classify(n)[0] == "segment" for n in os.listdir(wal_dir))
+            if not has_wal and self.params.get("wal_archive"):
+                argv += ["-w", self.params["wal_archive"]]
+                figures["wal_from"] = "archive"
+            elif not has_wal:
+                argv += ["-n"]
+                figures["wal_from"] = "not parsed"
+            else:
+                figures["wal_from"] = "backup"
+            argv.append(target)
+            figures["command"] = argv
+            proc = Runner(None).run(argv, timeout=self.params["timeout"])
+        finally:
+            if extract_root:
+                shutil.rmtree(extract_root, ignore_errors=True)
+        lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+        errors = [ln.split("error: ", 1)[-1] for ln in lines if "error:" in ln]
+        if proc.returncode == 0:
+            figures["files_verified"] = backup["file_count"]
+            return PASSED, "pg_verifybackup: %s" % (lines[-1] if lines else "backup successfully verified"), figures
+        corrupt = []
+        for line in errors:
+            for name in _QUOTED.findall(line):
+                if name not in corrupt and not name.startswith("/"):
+                    corrupt.append(name)
+        figures.update(errors=errors[:50], corrupt_files=corrupt, rc=proc.returncode)
+        where = (" in %s" % backup["base_tar"]) if backup["format"] == "tar" else ""
+        if corrupt:
+            return FAILED, "pg_verifybackup found damaged files%s: %s (%s)" % (where, ", ".join(corrupt[:20]), errors[0]), figures
+        return FAILED, "pg_verifybackup failed: %s" % ("; ".join(errors[:5]) or "exit code %d" % proc.returncode), figures
+
+    def check_wal_continuity(self):
+        backup = self.backup
+        if "start_lsn" not in backup:
+            return FAILED, "The backup's start WAL location is unknown (no backup_label or manifest WAL-Ranges).", {}
+        archive = self.archive
+        result = wal.check_continuity(
+            backup.get("timeline", 1), wal.parse_lsn(backup["start_lsn"]), archive["segments"].keys(),
+            archive["histories"], archive["segment_size"])
+        self.figures["wal"]["gaps"] = result["gaps"]
+        figures = dict(result)
+        figures["newest_segment"] = self.figures["wal"]["newest_segment"]
+        if result["ok"]:
+            return PASSED, "%d segment(s) from %s to %s all archived (timeline%s %s)" % (
+                result["expected"], result["first"], result["last"], "s" if len(result["timelines"]) > 1 else "",
+                ", ".join(str(t["timeline"]) for t in result["timelines"])), figures
+        if result["last"] is None:
+            return FAILED, "No WAL archived from the backup's start segment %s on" % result["first"], figures
+        return FAILED, "WAL gap(s) in %s between %s and %s: %s missing" % (
+            self.params["wal_archive"], result["first"], result["last"], wal.describe_gaps(result["gaps"])), figures
+
+    # -- test restore ----------------------------------------------------------------
+    def restore_command(self):
+        if self.params.get("restore_command"):
+            return self.params["restore_command"]
+        archive = self.params.get("wal_archive")
+        if not archive:
+            return "/bin/false"
+        base = shlex.quote(archive)
+        return ('if [ -f %s/"%%f" ]; then cp %s/"%%f" "%%p"; elif [ -f %s/"%%f".gz ]; then gzip -dc %s/"%%f".gz > "%%p"; '
+                'else exit 1; fi' % (base, base, base, base))
+
+    def copy_backup(self, instance):
+        backup = self.backup
+        if backup["format"] == "plain":
+            shutil.copytree(backup["path"], instance.data, symlinks=True)
+            return
+        os.mkdir(instance.data)
+        _safe_extract(os.path.join(backup["path"], backup["base_tar"]), instance.data)
+        wal_tar = [n for n in os.listdir(backup["path"]) if n.startswith("pg_wal.tar")]
+        if wal_tar:
+            _safe_extract(os.path.join(backup["path"], wal_tar[0]), os.path.join(instance.data, "pg_wal"))
+
+    def check_test_restore(self):
+        return test_restore(self, self.copy_backup, self.restore_command(), self._pg_bin())
+
+
+def _parse_pg_time(text):
+    if not text:
+        return None
+    text = text.strip()
+    match = re.match(r"^(\d{4}-\d\d-\d\d)[ T](\d\d:\d\d:\d\d(?:\.\d+)?)([+-]\d\d(?::?\d\d)?)?$", text)
+    if not match:
+        return None
+    zone = match.group(3) or "+00"
+    if len(zone) == 3:
+        zone += ":00"
+    try:
+        return _time.parse_timestamp("%sT%s%s" % (match.group(1), match.group(2), zone))
+    except DRError:
+        return None
+
+
+def test_restore(provider, copy, restore_command, pg_bin, extra_restore_settings=None):
+    """The scratch restore every self-managed engine shares. ``copy(instance)`` puts the
+    backup into ``instance.data``. Returns (status, detail, figures)."""
+    params = provider.params
+    runner = Runner(params.get("os_user"))
+    target = params.get("restore_target") or "latest"
+    settings = {"restore_command": restore_command, "recovery_target_timeline": "latest"}
+    if target == "immediate":
+        settings["recovery_target"] = "immediate"
+    settings.update(extra_restore_settings or {})
+    wall0 = time.monotonic()
+    instance = ScratchInstance(params["scratch_dir"], runner, pg_bin, params.get("scratch_port"),
+                               params.get("scratch_login_user") or params.get("os_user") or "postgres")
+    figures = {"scratch_dir": instance.root, "scratch_port": instance.port, "target": target}
+    provider.figures["restore"] = figures
+    failures = []
+    status = FAILED
+    detail = None
+    try:
+        t0 = time.monotonic()
+        copy(instance)
+        figures["copy_seconds"] = round(time.monotonic() - t0, 3)
+        instance.prepare(settings, params.get("scratch_settings"))
+        t0 = time.monotonic()
+        instance.start(params["timeout"])
+        instance.wait_recovered(max(1, params["timeout"] - (time.monotonic() - wall0)))
+        figures["recovery_seconds"] = round(time.monotonic() - t0, 3)
+        figures["rto_seconds"] = round(time.monotonic() - wall0, 3)
+        rows = instance.query("select pg_last_xact_replay_timestamp(), timeline_id, pg_current_wal_lsn() "
+                              "from pg_control_checkpoint()", "postgres")
+        last = _parse_pg_time(rows[0][0]) if rows and rows[0][0] else None
+        figures["last_commit_source"] = "replayed WAL"
+        if last is None:
+            last = _parse_pg_time(instance.last_commit_from_log())
+        if last is None:
+            # no commit replayed after the backup: its end is the newest restorable point
+            backup = provider.figures.get("backup") or {}
+            stamp = backup.get("stopped_at") or backup.get("completed_at")
+            last = _time.parse_timestamp(stamp) if stamp else None
+            figures["last_commit_source"] = "backup end (no commit replayed after it)"
+        figures["last_commit_at"] = _time.isoformat(last) if last else None
+        figures["rpo_seconds"] = age_seconds(last) if last else None
+        figures["timeline"] = int(rows[0][1]) if rows else None
+        figures["databases"] = [r[0] for r in instance.query("select datname from pg_database where datallowconn order by 1", "postgres")]
+        results, failures = run_verify_queries(instance, params.get("verify_queries"), params.get("verify_database") or "postgres")
+        provider.figures["queries"] = results
+        figures["queries_passed"] = len([r for r in results if r["passed"]])
+        figures["queries_failed"] = [r["name"] for r in results if not r["passed"]]
+        if failures:
+            detail = "verify_queries failed: %s" % "; ".join(failures)
+        else:
+            status = PASSED
+            detail = "restored %s into scratch in %ss (RTO), last restorable commit %s, %d verify quer%s passed" % (
+                provider.figures["backup"].get("label") or provider.figures["backup"].get("path"), figures["rto_seconds"],
+                figures["last_commit_at"] or "unknown", len(results), "y" if len(results) == 1 else "ies")
+    except DRError as exc:
+        detail = "test restore failed: %s" % exc.msg
+        figures.update(exc.details)
+    finally:
+        try:
+            removed = instance.close()
+        except Exception as exc:  # pylint: disable=broad-except
+            removed = False
+            figures["cleanup_error"] = str(exc)
+        figures["scratch_removed"] = removed
+        figures["wall_seconds"] = round(time.monotonic() - wall0, 3)
+    if not removed:
+        status = FAILED
+        detail = (detail or "") + "; the scratch folder %s could not be removed" % instance.root
+    return status, detail, figures
