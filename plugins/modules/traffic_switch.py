@@ -1,0 +1,406 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: resilience.dr contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: traffic_switch
+short_description: Move traffic to one target or to weights, verify, and revert on failure
+version_added: 0.1.0
+description:
+  - Moves traffic between targets (blue/green servers, upstreams, weighted DNS records, target
+    groups) to one target (O(active)) or to percentages (O(weights)).
+  - Reads the current routing first and changes only what differs; a second run with the same
+    arguments reports C(changed=false).
+  - Returns the exact routing before (RV(previous)) and the module arguments that restore it
+    (RV(undo)), so that a rollback record can undo the switch later.
+  - With O(verify), checks a URL or a TCP port after the switch; when the check fails and
+    O(revert_on_failure=true), the previous routing is put back and the task fails with
+    C(error=VERIFY_FAILED) and a message saying that it reverted.
+  - "Providers: V(haproxy) (runtime API: server state ready/drain/maint and weights),
+    V(nginx) (a managed upstream include file, written atomically, checked with C(nginx -t),
+    then reloaded), V(aws_route53) (weighted records by set identifier, or a failover
+    PRIMARY/SECONDARY pair), V(aws_elbv2) (a listener's default forward action or a rule's
+    forward action with weighted target groups)."
+author:
+  - resilience.dr contributors
+extends_documentation_fragment:
+  - resilience.dr.haproxy
+  - resilience.dr.aws
+attributes:
+  check_mode:
+    support: full
+    description: Reads the current routing and returns the planned steps and the predicted routing without changing anything.
+  diff_mode:
+    support: full
+    description: Returns the routing before and after.
+options:
+  provider:
+    description:
+      - The backend that routes the traffic.
+    type: str
+    required: true
+    choices: [haproxy, nginx, aws_route53, aws_elbv2]
+  active:
+    description:
+      - The one target that gets all the traffic; every other target of the backend gets none.
+      - "A target is: a server of O(haproxy_backend); a key of O(nginx_servers); a record's
+        set identifier (V(aws_route53)); a key of O(elbv2_target_groups)."
+      - Mutually exclusive with O(weights); one of the two is required.
+    type: str
+  weights:
+    description:
+      - Percent of the traffic per target, whole numbers summing to 100. Targets not named
+        get 0 (taken out).
+      - Mutually exclusive with O(active).
+    type: dict
+  drain:
+    description:
+      - V(haproxy) only. Put each leaving server in C(drain) first, wait until its current
+        sessions (C(scur) of C(show stat)) reach 0 or O(drain_timeout) passes, then put it in
+        C(maint). Without it, a leaving server goes to C(maint) at once.
+    type: bool
+    default: false
+  drain_timeout:
+    description:
+      - Longest wait for a draining server, as a duration (V(30s), V(5m)). When it passes, the
+        server is put in maintenance anyway and the step's result says how many sessions were left.
+    type: str
+    default: 60s
+  ready_timeout:
+    description:
+      - V(haproxy) only. Longest wait, as a duration, for each incoming server to be up
+        (C(srv_op_state) 2, after its health check) before any leaving server is drained or
+        taken out. When it passes, the switch fails and is reverted.
+    type: str
+    default: 30s
+  verify:
+    description:
+      - A check run after the switch (and after the routing was read back). Either O(verify.url)
+        for HTTP(S), or O(verify.host) and O(verify.port) for a TCP connect.
+    type: dict
+    suboptions:
+      url:
+        description: URL to GET.
+        type: str
+      host:
+        description: Host of a TCP check.
+        type: str
+      port:
+        description: Port of a TCP check.
+        type: int
+      status:
+        description: HTTP status codes that pass.
+        type: list
+        elements: int
+        default: [200]
+      body_regex:
+        description: A regular expression the response body must match (Python C(re.search)).
+        type: str
+      retries:
+        description: Attempts after the first one before giving up.
+        type: int
+        default: 5
+      delay:
+        description: Wait between attempts, as a duration.
+        type: str
+        default: 1s
+      timeout:
+        description: Timeout of one attempt, as a duration.
+        type: str
+        default: 5s
+      validate_certs:
+        description: Verify the TLS certificate of an https URL.
+        type: bool
+        default: true
+  revert_on_failure:
+    description:
+      - When a step or the verification fails, put the previous routing back before failing.
+    type: bool
+    default: true
+  haproxy_backend:
+    description:
+      - V(haproxy) the backend whose servers are the targets.
+    type: str
+  haproxy_state_file:
+    description:
+      - V(haproxy) after a change, write C(show servers state) to this file (atomically), for a
+        configuration that uses C(server-state-file) and C(load-server-state-from-file) so that
+        the switch survives a reload.
+    type: path
+  nginx_upstream_file:
+    description:
+      - V(nginx) the include file that holds the upstream block; this module owns it and
+        rewrites it whole. The previous content is kept as C(<file>.previous).
+    type: path
+  nginx_upstream_name:
+    description:
+      - V(nginx) the name of the upstream block.
+    type: str
+  nginx_servers:
+    description:
+      - V(nginx) target name -> server address (C(host:port) or C(unix:/path)).
+    type: dict
+  nginx_server_options:
+    description:
+      - V(nginx) extra parameters written on every server line (for example V(max_fails=1 fail_timeout=5s)).
+    type: str
+  nginx_template:
+    description:
+      - V(nginx) text of the managed file. C(__UPSTREAM__) is replaced by O(nginx_upstream_name)
+        and C(__SERVERS__) by the server lines. Defaults to a bare upstream block.
+      - Only the routing decides whether the file is rewritten; a changed template alone does
+        not make a change.
+    type: str
+  nginx_binary:
+    description:
+      - V(nginx) the nginx binary used for C(nginx -t) and C(nginx -s reload).
+    type: path
+    default: nginx
+  nginx_config:
+    description:
+      - V(nginx) main configuration file passed with C(-c) to C(nginx -t) and C(nginx -s reload).
+    type: path
+  nginx_pid_file:
+    description:
+      - V(nginx) PID file of the running master; when given, the reload is a C(SIGHUP) to that PID
+        instead of C(nginx -s reload).
+    type: path
+  nginx_reload_command:
+    description:
+      - V(nginx) command (argv list) that reloads nginx instead (for example
+        V([systemctl, reload, nginx])). Takes precedence over O(nginx_pid_file).
+    type: list
+    elements: str
+  route53_zone_id:
+    description:
+      - V(aws_route53) hosted zone id.
+    type: str
+  route53_record_name:
+    description:
+      - V(aws_route53) record name (with or without the final dot).
+    type: str
+  route53_record_type:
+    description:
+      - V(aws_route53) record type.
+    type: str
+    default: A
+  elbv2_listener_arn:
+    description:
+      - V(aws_elbv2) a listener whose default action is a forward action. Give this or O(elbv2_rule_arn).
+    type: str
+  elbv2_rule_arn:
+    description:
+      - V(aws_elbv2) a listener rule whose action is a forward action.
+    type: str
+  elbv2_target_groups:
+    description:
+      - V(aws_elbv2) target name -> target group ARN. Every target group of the forward action
+        must be named here.
+    type: dict
+notes:
+  - V(haproxy) and V(nginx) are tested against real HAProxy 2.6 and nginx on loopback;
+    V(aws_route53) and V(aws_elbv2) are tested against moto's server only, not against AWS.
+  - V(aws_route53) with a failover pair takes O(active) only; the active set identifier becomes
+    PRIMARY and the other SECONDARY in one change batch.
+  - RV(undo) is exact to one percent (the module takes whole percents).
+  - In HAProxy's C(srv_admin_state) a server declared C(disabled) in the configuration keeps
+    bit 0x04 after C(set server ... state ready); the module tests the maintenance bits 0x23.
+seealso:
+  - name: HAProxy runtime API
+    description: The management guide of HAProxy 2.6.
+    link: https://docs.haproxy.org/2.6/management.html
+"""
+
+EXAMPLES = r"""
+- name: Blue/green switch on HAProxy, draining blue, verified through the frontend
+  resilience.dr.traffic_switch:
+    provider: haproxy
+    haproxy_socket: /run/haproxy/admin.sock
+    haproxy_backend: web
+    active: green
+    drain: true
+    drain_timeout: 30s
+    verify:
+      url: http://127.0.0.1:8080/health
+      body_regex: green
+      retries: 5
+      delay: 1s
+  register: switch
+
+- name: Later, undo it
+  resilience.dr.traffic_switch: "{{ switch.undo }}"
+
+- name: Canary 10 % on nginx
+  resilience.dr.traffic_switch:
+    provider: nginx
+    nginx_upstream_file: /etc/nginx/conf.d/app-upstream.conf
+    nginx_upstream_name: app
+    nginx_servers:
+      blue: 10.0.0.11:8080
+      green: 10.0.0.12:8080
+    nginx_config: /etc/nginx/nginx.conf
+    weights: {blue: 90, green: 10}
+
+- name: Weighted DNS, all to the standby region
+  resilience.dr.traffic_switch:
+    provider: aws_route53
+    route53_zone_id: Z0123456789
+    route53_record_name: app.example.com
+    active: eu-west-1
+
+- name: ALB listener, 20 % to the new target group
+  resilience.dr.traffic_switch:
+    provider: aws_elbv2
+    elbv2_listener_arn: "{{ listener_arn }}"
+    elbv2_target_groups:
+      blue: "{{ blue_tg_arn }}"
+      green: "{{ green_tg_arn }}"
+    weights: {blue: 80, green: 20}
+"""
+
+RETURN = r"""
+previous:
+  description: Routing before the change, as percent per target.
+  returned: always, unless the arguments were invalid
+  type: dict
+  sample: {blue: 100, green: 0}
+routing:
+  description: Routing after the change (read back), or predicted in check mode.
+  returned: always, unless the arguments were invalid
+  type: dict
+  sample: {blue: 0, green: 100}
+undo:
+  description: Module arguments that restore RV(previous) (connection options are not included).
+  returned: always, unless the arguments were invalid
+  type: dict
+  sample: {provider: haproxy, haproxy_backend: web, haproxy_socket: /run/haproxy/admin.sock, active: blue}
+before:
+  description: Routing and the provider's exact state before (C(detail)).
+  returned: always
+  type: dict
+after:
+  description: Routing and exact state after (read back); in check mode the predicted routing.
+  returned: always
+  type: dict
+plan:
+  description: The steps planned, each with C(action), C(target), C(detail).
+  returned: always
+  type: list
+  elements: dict
+steps:
+  description: The steps done (or, in check mode, that would be done), with C(started_at) and C(seconds).
+  returned: always
+  type: list
+  elements: dict
+verify:
+  description: Outcome of O(verify) (C(passed), C(attempts), C(message)).
+  returned: when verify was given and the routing changed
+  type: dict
+check_mode:
+  description: Whether this was a dry run.
+  returned: always
+  type: bool
+seconds:
+  description: Wall time of the module.
+  returned: always
+  type: float
+error:
+  description: Stable error code (C(INVALID_ARGUMENT), C(NOT_FOUND), C(CONNECTION_FAILED), C(APPLY_FAILED), C(VERIFY_FAILED)...).
+  returned: on failure
+  type: str
+reverted:
+  description: Whether the completed steps were reverted after a failure.
+  returned: on failure after a change
+  type: bool
+completed_steps:
+  description: Steps completed before a failure.
+  returned: on failure
+  type: list
+  elements: dict
+"""
+
+from ansible_collections.resilience.dr.plugins.module_utils._connection import (
+    aws_spec,
+    haproxy_spec,
+    merge_specs,
+)
+from ansible_collections.resilience.dr.plugins.module_utils._errors import DRError
+from ansible_collections.resilience.dr.plugins.module_utils._module import DRModule
+from ansible_collections.resilience.dr.plugins.module_utils._traffic_common import VERIFY_SPEC
+
+PROVIDERS = ["haproxy", "nginx", "aws_route53", "aws_elbv2"]
+
+
+def argument_spec():
+    own = dict(
+        provider=dict(type="str", required=True, choices=PROVIDERS),
+        active=dict(type="str"),
+        weights=dict(type="dict"),
+        drain=dict(type="bool", default=False),
+        drain_timeout=dict(type="str", default="60s"),
+        ready_timeout=dict(type="str", default="30s"),
+        verify=dict(type="dict", options=VERIFY_SPEC),
+        revert_on_failure=dict(type="bool", default=True),
+        haproxy_backend=dict(type="str"),
+        haproxy_state_file=dict(type="path"),
+        nginx_upstream_file=dict(type="path"),
+        nginx_upstream_name=dict(type="str"),
+        nginx_servers=dict(type="dict"),
+        nginx_server_options=dict(type="str"),
+        nginx_template=dict(type="str"),
+        nginx_binary=dict(type="path", default="nginx"),
+        nginx_config=dict(type="path"),
+        nginx_pid_file=dict(type="path"),
+        nginx_reload_command=dict(type="list", elements="str"),
+        route53_zone_id=dict(type="str"),
+        route53_record_name=dict(type="str"),
+        route53_record_type=dict(type="str", default="A"),
+        elbv2_listener_arn=dict(type="str"),
+        elbv2_rule_arn=dict(type="str"),
+        elbv2_target_groups=dict(type="dict"),
+    )
+    return merge_specs(haproxy_spec(), aws_spec(), own)
+
+
+def main():
+    module = DRModule(
+        argument_spec=argument_spec(),
+        supports_check_mode=True,
+        mutually_exclusive=[("active", "weights"), ("elbv2_listener_arn", "elbv2_rule_arn")],
+        required_one_of=[("active", "weights")],
+        required_if=[
+            ("provider", "haproxy", ("haproxy_socket", "haproxy_backend")),
+            ("provider", "nginx", ("nginx_upstream_file", "nginx_upstream_name", "nginx_servers", "nginx_config")),
+            ("provider", "aws_route53", ("route53_zone_id", "route53_record_name")),
+            ("provider", "aws_elbv2", ("elbv2_target_groups",)),
+            ("provider", "aws_elbv2", ("elbv2_listener_arn", "elbv2_rule_arn"), True),
+        ],
+    )
+    name = module.params["provider"]
+    try:
+        if name == "haproxy":
+            from ansible_collections.resilience.dr.plugins.module_utils._traffic_haproxy import HAProxyTraffic
+            provider = HAProxyTraffic(module)
+        elif name == "nginx":
+            from ansible_collections.resilience.dr.plugins.module_utils._traffic_nginx import NginxTraffic
+            provider = NginxTraffic(module)
+        elif name == "aws_route53":
+            from ansible_collections.resilience.dr.plugins.module_utils._traffic_route53 import Route53Traffic
+            provider = Route53Traffic(module)
+        else:
+            from ansible_collections.resilience.dr.plugins.module_utils._traffic_elbv2 import ELBv2Traffic
+            provider = ELBv2Traffic(module)
+    except DRError as error:
+        error.msg = error.msg.rstrip() + " Nothing was changed."
+        module.fail_error(error, changed=False)
+    module.run_provider(provider)
+
+
+if __name__ == "__main__":
+    main()
