@@ -35,8 +35,11 @@ lab: deps collection
 lab-down: deps collection
 	ansible-playbook -i inventories/lab playbooks/lab.yml -e lab_state=absent $(LAB_ARGS)
 
-# for now the demo is the lab itself and its report; the failover issue extends it
-demo: lab
+# a fresh lab, then a failover with its report (the lab is rebuilt: the demo promotes its replica)
+demo: deps collection
+	ansible-playbook -i inventories/lab playbooks/lab.yml -e lab_state=absent $(LAB_ARGS)
+	ansible-playbook -i inventories/lab playbooks/lab.yml -e lab_state=present $(LAB_ARGS)
+	ansible-playbook -i inventories/lab playbooks/failover.yml $(LAB_ARGS)
 
 sanity: deps
 	@rm -rf $(SANITY_ROOT) && mkdir -p $(SANITY_ROOT)

@@ -1,0 +1,82 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""playbooks/failover.yml on a lab instance: check mode first, then the real failover."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+
+import psycopg
+import pytest
+
+from lablib import Lab, run_playbook
+
+pytestmark = pytest.mark.lab
+
+PORT_BASE = 16500
+NAME = "failover"
+
+
+def lab_vars():
+    return {"lab_name": NAME, "lab_port_base": PORT_BASE, "lab_root": os.path.join("/var/tmp/resilience-dr", NAME)}
+
+
+def timelines(lab):
+    out = {}
+    for node in ("primary", "replica"):
+        try:
+            out[node] = lab.sql("select timeline_id, pg_is_in_recovery() from pg_control_checkpoint()", node=node)[0]
+        except psycopg.OperationalError:
+            out[node] = "down"
+    return out
+
+
+@pytest.fixture(scope="module")
+def lab():
+    instance = Lab.up(NAME, port_base=PORT_BASE)
+    yield instance
+    instance.down()
+
+
+def test_failover(lab):
+    lab.sql("insert into events (payload) select 'before-failover-' || g from generate_series(1, 50) g")
+    committed = lab.sql("select count(*) from events")[0][0]
+    records = os.path.join(lab.root, "records", "dr-records.jsonl")
+    state_before = (timelines(lab), lab.servers_state("pg")["primary"]["srv_admin_state"])
+
+    dry = run_playbook("playbooks/failover.yml", lab_vars(), check=True)
+    assert dry.returncode == 0, dry.stdout[-4000:]
+    assert "DRY RUN (check mode), nothing changed" in dry.stdout
+    assert (timelines(lab), lab.servers_state("pg")["primary"]["srv_admin_state"]) == state_before
+    assert not os.path.exists(records), "check mode wrote a record"
+
+    real = run_playbook("playbooks/failover.yml", lab_vars())
+    assert real.returncode == 0, real.stdout[-4000:]
+    # the promoted replica has every row committed before, and the proof write
+    assert lab.in_recovery("replica") is False
+    assert lab.sql("select count(*) from events", node="replica")[0][0] == committed + 1
+    # the old primary was stopped (fence: stop in the lab inventory): it accepts nothing
+    with pytest.raises(psycopg.OperationalError):
+        lab.sql("insert into events (payload) values ('split brain')", node="primary")
+    # HAProxy sends PostgreSQL traffic to the new primary
+    pg = lab.servers_state("pg")
+    assert int(pg["replica"]["srv_admin_state"]) & 0x23 == 0
+    assert int(pg["primary"]["srv_admin_state"]) & 0x23
+    through = lab.sql("insert into events (payload) values ('after') returning inet_server_port()",
+                      node=str(lab.info["haproxy"]["pg_port"]))
+    assert through == [(lab.info["replica"]["port"],)]
+    # the record: started then completed, with the RTO measured
+    with open(records) as handle:
+        lines = [json.loads(line) for line in handle]
+    assert [r["status"] for r in lines] == ["started", "completed"]
+    assert lines[1]["rto_seconds"] > 0
+    assert lines[1]["details"]["data_loss_bytes"] == 0
+    assert "RTO (start to first write through HAProxy)" in real.stdout
+
+    again = run_playbook("playbooks/failover.yml", lab_vars())
+    assert again.returncode == 0, again.stdout[-4000:]
+    assert "promoted 127.0.0.1:%d/appdb: False" % lab.info["replica"]["port"] in again.stdout
+    assert lab.sql("select timeline_id from pg_control_checkpoint()", node="replica")[0][0] == 2
