@@ -498,6 +498,10 @@ def choose_backup(backups, target_time=None, target_lsn=None, backup_id=None, ol
     def fits(backup):
         if target_time is not None:
             end = _time.parse_timestamp(backup["end_time"]) if backup.get("end_time") else None
+            if end is not None and end.microsecond == 0:
+                # whole-second stop times (backup history files, pgBackRest) are rounded down:
+                # the backup may have ended up to a second later
+                end += datetime.timedelta(seconds=1) - datetime.timedelta(microseconds=1)
             if end is None or end > target_time:
                 return False
         if target_lsn is not None:
