@@ -410,7 +410,8 @@ def _parse_pg_time(text):
 
 def test_restore(provider, copy, restore_command, pg_bin, extra_restore_settings=None):
     """The scratch restore every self-managed engine shares. ``copy(instance)`` puts the
-    backup into ``instance.data``. Returns (status, detail, figures)."""
+    backup into ``instance.data``; ``restore_command`` is text or a callable of the
+    instance returning it. Returns (status, detail, figures)."""
     params = provider.params
     runner = Runner(params.get("os_user"))
     target = params.get("restore_target") or "latest"
@@ -423,10 +424,11 @@ def test_restore(provider, copy, restore_command, pg_bin, extra_restore_settings
                                params.get("scratch_login_user") or params.get("os_user") or "postgres")
     figures = {"scratch_dir": instance.root, "scratch_port": instance.port, "target": target}
     provider.figures["restore"] = figures
-    failures = []
     status = FAILED
     detail = None
     try:
+        if callable(restore_command):
+            settings["restore_command"] = restore_command(instance)
         t0 = time.monotonic()
         copy(instance)
         figures["copy_seconds"] = round(time.monotonic() - t0, 3)

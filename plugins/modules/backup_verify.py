@@ -431,10 +431,10 @@ def main():
         from ansible_collections.resilience.dr.plugins.module_utils._verify_pgbackrest import PgBackRestVerify
         provider = PgBackRestVerify(module)
     elif engine == "s3":
-        from ansible_collections.resilience.dr.plugins.module_utils._verify_s3 import S3Verify
+        from ansible_collections.resilience.dr.plugins.module_utils._verify_aws import S3Verify
         provider = S3Verify(module)
     else:
-        from ansible_collections.resilience.dr.plugins.module_utils._verify_aws_rds import RdsVerify
+        from ansible_collections.resilience.dr.plugins.module_utils._verify_aws import RdsVerify
         provider = RdsVerify(module)
     module.run_provider(provider)
 
