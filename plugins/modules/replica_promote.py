@@ -1,0 +1,390 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: resilience.dr contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: replica_promote
+short_description: Promote a database replica safely (lag guard, fencing, lock, verification)
+version_added: 0.1.0
+description:
+  - Promotes a replica to be the new primary, after checking that it is not too far behind,
+    optionally fencing the old primary, and verifying the result. Reports what it measured
+    (LSN and timeline before and after, lag at promotion, data loss) and each step with timings.
+  - Runs C(read) (preflight) -> C(plan) -> [check mode stops here] -> steps -> verify.
+    In check mode the preflight runs in full (connections, lock, lag guard) and the steps a
+    real run would take from the same state are listed, unrun.
+  - A replica that is already a primary is left alone (C(changed=false)).
+  - "O(provider=postgres): a self-managed PostgreSQL streaming replica through psycopg. The
+    preflight connects to the replica and takes an advisory lock
+    (C(pg_try_advisory_lock(1380209232, 1))) on that session, held until the module ends, so a
+    second concurrent run fails with C(LOCKED); it then reads C(pg_is_in_recovery()),
+    C(pg_stat_wal_receiver), received and replayed LSN, the replay age, the timeline and, when
+    O(primary_login_host) is given and reachable, the old primary's current LSN."
+  - "Steps of O(provider=postgres), in order: C(resume_replay) (only when replay is paused and
+    O(wait_for_replay) is set), C(fence_read_only) or C(fence_stop) (only when the old primary
+    is reachable and not fenced yet), C(wait_for_replay), C(promote)
+    (C(pg_promote(wait => false)) and a tight poll of C(pg_is_in_recovery())), C(verify_write).
+    The old primary is fenced before waiting for replay, so that everything it committed
+    before the fence is replayed before the promotion."
+  - When a step fails before C(promote), a read-only fence and a resumed replay are put back;
+    a stopped primary is left stopped. After C(promote) nothing is reverted.
+  - If the replica is already a primary but the old primary is reachable and still writable
+    (split brain), the fence is planned alone.
+options:
+  provider:
+    description:
+      - Where the replica lives.
+      - C(postgres) is tested against real PostgreSQL 15 servers.
+    type: str
+    required: true
+    choices: [postgres]
+  fence:
+    description:
+      - How to fence the old primary before promoting, when it is reachable.
+      - C(read_only) sets C(default_transaction_read_only=on) with C(ALTER SYSTEM), reloads, and
+        terminates every other client session (replication connections are kept so the replica
+        receives the last WAL). It is a soft fence; a client may still run
+        C(SET default_transaction_read_only = off).
+      - C(stop) stops the old primary with C(pg_ctl stop -m fast) as O(primary_os_user); it needs
+        O(primary_data_dir) and only works where the module runs on the old primary's host.
+      - C(none) leaves the old primary alone.
+      - An unreachable old primary is not fenced (see O(require_fence)).
+    type: str
+    choices: [read_only, stop, none]
+    default: read_only
+  require_fence:
+    description:
+      - Refuse to promote (C(PRECONDITION_FAILED)) when O(fence) is not C(none) and the old
+        primary cannot be reached to fence it.
+    type: bool
+    default: false
+  primary_login_host:
+    description:
+      - Host of the old primary (O(provider=postgres)). Without it there is no fencing and the
+        data loss cannot be measured (C(data_loss_bytes) is null).
+    type: str
+  primary_port:
+    description:
+      - Port of the old primary. Defaults to O(pg_port).
+    type: int
+  primary_login_user:
+    description:
+      - Role to connect to the old primary as. Defaults to O(pg_login_user).
+    type: str
+  primary_login_password:
+    description:
+      - Password for the old primary. Defaults to O(pg_login_password). Never returned or logged.
+    type: str
+  primary_database:
+    description:
+      - Database to connect to on the old primary. Defaults to O(pg_database).
+    type: str
+  primary_connect_timeout:
+    description:
+      - Seconds to wait for the old primary to answer (it is often down during a failover).
+    type: int
+    default: 5
+  primary_data_dir:
+    description:
+      - Data directory of the old primary on the host the module runs on; needed by O(fence=stop).
+        When the old primary can be read, its C(data_directory) must be this directory.
+    type: path
+  primary_os_user:
+    description:
+      - Operating system user that owns the old primary (C(pg_ctl) runs as this user through
+        C(runuser) when the module runs as root).
+    type: str
+    default: postgres
+  pg_bin_dir:
+    description:
+      - Directory of C(pg_ctl). By default the C(PATH), then C(/usr/lib/postgresql/*/bin) and
+        C(/usr/pgsql-*/bin) (newest version) are searched.
+    type: path
+  max_lag_bytes:
+    description:
+      - Largest replay lag in bytes that is promoted without O(allow_data_loss). The lag is the
+        larger of received-but-not-replayed WAL and the old primary's current LSN minus the
+        replayed LSN (when the old primary is reachable).
+    type: int
+    default: 16777216
+  max_lag:
+    description:
+      - Largest replay lag in time (a duration such as C(30s), C(5m)) promoted without
+        O(allow_data_loss). Measured as C(now() - pg_last_xact_replay_timestamp()), and 0 when
+        everything received is replayed.
+    type: str
+    default: 30s
+  require_streaming:
+    description:
+      - Also refuse (C(LAG_TOO_HIGH)) when the replica's WAL receiver is not C(streaming). Off
+        by default, because in a real failover the old primary is gone and the receiver is not
+        streaming; a replica cut off from a live primary is caught by the byte lag.
+    type: bool
+    default: false
+  allow_data_loss:
+    description:
+      - Promote even when the lag guard fails, and go on when O(wait_for_replay) times out.
+        Needs O(reason).
+    type: bool
+    default: false
+  reason:
+    description:
+      - Why the failover happens; required with O(allow_data_loss); returned and written into the
+        O(verify_write) row.
+    type: str
+  wait_for_replay:
+    description:
+      - Before promoting, wait until everything received is replayed (and, when the old primary
+        was fenced while the replica streamed from it, until its last LSN is replayed).
+        A paused replay is resumed first (the promotion would replay it anyway).
+    type: bool
+    default: true
+  replay_timeout:
+    description:
+      - How long O(wait_for_replay) waits (a duration). On timeout the run fails with C(TIMEOUT)
+        (and the fence is put back) unless O(allow_data_loss) is set.
+    type: str
+    default: 5m
+  promote_timeout:
+    description:
+      - How long to wait for the replica to leave recovery after C(pg_promote()).
+    type: str
+    default: 60s
+  fence_timeout:
+    description:
+      - How long C(pg_ctl stop) may take (O(fence=stop)).
+    type: str
+    default: 60s
+  verify_write:
+    description:
+      - After the promotion, create O(verify_table) if needed, insert one row and read it back.
+    type: bool
+    default: false
+  verify_table:
+    description:
+      - Table of O(verify_write) (C(name) or C(schema.name)) in O(pg_database).
+    type: str
+    default: resilience_dr_promote_check
+extends_documentation_fragment:
+  - resilience.dr.postgres
+notes:
+  - "O(provider=postgres): the C(pg_*) options address the replica to promote."
+  - "The lock is a session advisory lock on the replica: it protects against two runs of this
+    module against the same replica, not against a promotion by other tools."
+  - "C(data_loss_bytes) is the old primary's last LSN (read after fencing, or right before
+    C(pg_ctl stop), or right before promoting when not fenced) minus the replica's last replayed
+    LSN. It is null when the old primary could not be read; C(data_loss_note) says why."
+author:
+  - resilience.dr contributors
+"""
+
+EXAMPLES = r"""
+- name: Promote the replica, fence the old primary read-only, refuse if more than 16 MiB or 30 s behind
+  resilience.dr.replica_promote:
+    provider: postgres
+    pg_login_host: db2.example.internal
+    pg_login_user: postgres
+    pg_login_password: "{{ vault_pg_password }}"
+    primary_login_host: db1.example.internal
+    fence: read_only
+    verify_write: true
+
+- name: The old primary is gone; promote anyway and record why
+  resilience.dr.replica_promote:
+    provider: postgres
+    pg_login_host: db2.example.internal
+    pg_login_password: "{{ vault_pg_password }}"
+    allow_data_loss: true
+    reason: "INC-4211 region eu-west-1 lost"
+
+- name: Planned switchover on one host, stopping the old primary
+  resilience.dr.replica_promote:
+    provider: postgres
+    pg_login_host: 127.0.0.1
+    pg_port: 5433
+    primary_login_host: 127.0.0.1
+    primary_port: 5432
+    primary_data_dir: /var/lib/postgresql/15/main
+    fence: stop
+"""
+
+RETURN = r"""
+changed:
+  description: Whether anything was done (a promotion, or a fence of a still-writable old primary).
+  returned: always
+  type: bool
+before:
+  description: State read in the preflight (C(replica) and C(primary) for O(provider=postgres)).
+  returned: always
+  type: dict
+after:
+  description: State read back after the steps (predicted in check mode).
+  returned: always
+  type: dict
+plan:
+  description: The steps planned, each with C(action), C(target), C(detail) (SQL or argv, no secrets).
+  returned: always
+  type: list
+  elements: dict
+steps:
+  description: The steps taken (planned ones in check mode) with C(started_at), C(seconds), C(status), C(result).
+  returned: always
+  type: list
+  elements: dict
+check_mode:
+  description: Whether this was a dry run.
+  returned: always
+  type: bool
+seconds:
+  description: Wall time of the module run.
+  returned: always
+  type: float
+provider:
+  description: The provider used.
+  returned: always
+  type: str
+replica_target:
+  description: The replica as C(host:port/database).
+  returned: always
+  type: str
+promoted:
+  description: Whether this run promoted the replica.
+  returned: always
+  type: bool
+already_primary:
+  description: The replica was no longer in recovery when the run started.
+  returned: always
+  type: bool
+lsn_before:
+  description: Replayed LSN of the replica before (its current LSN when already a primary).
+  returned: always
+  type: str
+lsn_after:
+  description: Current WAL LSN of the promoted server.
+  returned: always
+  type: str
+timeline_before:
+  description: Timeline of the replica before.
+  returned: always
+  type: int
+timeline_after:
+  description: Timeline after the promotion (one more than before).
+  returned: always
+  type: int
+lag:
+  description:
+    - Lag measured by the preflight - C(bytes), C(bytes_unreplayed), C(bytes_behind_primary),
+      C(seconds), the limits, C(within_limits) and C(overridden) (by O(allow_data_loss)).
+  returned: when the replica was in recovery
+  type: dict
+lag_at_promotion:
+  description: C(bytes), C(seconds), C(replay_lsn) and C(receive_lsn) measured right before C(pg_promote).
+  returned: when promoted
+  type: dict
+replayed_lsn_at_promotion:
+  description: Last LSN replayed by the replica before it left recovery.
+  returned: when promoted
+  type: str
+old_primary_last_lsn:
+  description: Last LSN read on the old primary (null when it could not be read).
+  returned: when promoted
+  type: str
+data_loss_bytes:
+  description:
+    - Old primary's last LSN minus the replica's last replayed LSN, at least 0. Null when the old
+      primary could not be read (see C(data_loss_note)).
+  returned: always
+  type: int
+data_loss_note:
+  description: How C(data_loss_bytes) was measured, or why it is unknown.
+  returned: always
+  type: str
+wait_for_replay:
+  description: C(reached), C(goal_lsn), C(goal), C(replay_lsn), C(waited_seconds).
+  returned: when promoted with O(wait_for_replay)
+  type: dict
+fence:
+  description:
+    - C(mode), C(target), C(status) (C(fenced), C(planned), C(already_fenced), C(skipped),
+      C(not_needed), C(not_requested)), C(reason) and C(result) of the fence step.
+  returned: always
+  type: dict
+verify_write:
+  description: C(table), C(id), C(written_at), C(read_back) of the test row.
+  returned: when O(verify_write) ran
+  type: dict
+allow_data_loss:
+  description: The O(allow_data_loss) given.
+  returned: always
+  type: bool
+reason:
+  description: The O(reason) given.
+  returned: always
+  type: str
+error:
+  description:
+    - Stable error code on failure - C(LAG_TOO_HIGH), C(LOCKED), C(CONNECTION_FAILED),
+      C(AUTH_FAILED), C(INVALID_ARGUMENT), C(PRECONDITION_FAILED), C(TIMEOUT), C(APPLY_FAILED),
+      C(VERIFY_FAILED), C(MISSING_LIBRARY).
+  returned: failure
+  type: str
+"""
+
+from ansible_collections.resilience.dr.plugins.module_utils._connection import merge_specs, postgres_spec
+from ansible_collections.resilience.dr.plugins.module_utils._module import DRModule
+
+
+def argument_spec():
+    own = dict(
+        provider=dict(type="str", required=True, choices=["postgres"]),
+        fence=dict(type="str", default="read_only", choices=["read_only", "stop", "none"]),
+        require_fence=dict(type="bool", default=False),
+        primary_login_host=dict(type="str"),
+        primary_port=dict(type="int"),
+        primary_login_user=dict(type="str"),
+        primary_login_password=dict(type="str", no_log=True),
+        primary_database=dict(type="str"),
+        primary_connect_timeout=dict(type="int", default=5),
+        primary_data_dir=dict(type="path"),
+        primary_os_user=dict(type="str", default="postgres"),
+        pg_bin_dir=dict(type="path"),
+        max_lag_bytes=dict(type="int", default=16777216),
+        max_lag=dict(type="str", default="30s"),
+        require_streaming=dict(type="bool", default=False),
+        allow_data_loss=dict(type="bool", default=False),
+        reason=dict(type="str"),
+        wait_for_replay=dict(type="bool", default=True),
+        replay_timeout=dict(type="str", default="5m"),
+        promote_timeout=dict(type="str", default="60s"),
+        fence_timeout=dict(type="str", default="60s"),
+        verify_write=dict(type="bool", default=False),
+        verify_table=dict(type="str", default="resilience_dr_promote_check"),
+    )
+    return merge_specs(postgres_spec(), own)
+
+
+def main():
+    module = DRModule(
+        argument_spec=argument_spec(),
+        supports_check_mode=True,
+        required_if=[
+            ("allow_data_loss", True, ["reason"]),
+            ("fence", "stop", ["primary_data_dir"]),
+        ],
+    )
+    provider_name = module.params["provider"]
+    if provider_name == "postgres":
+        from ansible_collections.resilience.dr.plugins.module_utils._promote_postgres import PostgresPromote
+        provider = PostgresPromote(module)
+    else:  # pragma: no cover - choices keep this out
+        module.fail_json(msg="Unknown provider %s." % provider_name, error="INVALID_ARGUMENT")
+    module.run_provider(provider)
+
+
+if __name__ == "__main__":
+    main()
