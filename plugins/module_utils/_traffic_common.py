@@ -21,7 +21,6 @@ import socket
 import ssl
 import time
 
-from ansible.module_utils.six import string_types, integer_types
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 from ansible.module_utils.six.moves.urllib.request import Request, build_opener, HTTPSHandler, HTTPHandler
 
@@ -57,7 +56,7 @@ def validate_desired(active, weights):
     if (active is None) == (weights is None):
         raise DRError(INVALID_ARGUMENT, "Give exactly one of active (one target gets all traffic) or weights (target: percent).")
     if active is not None:
-        if not isinstance(active, string_types) or not active.strip():
+        if not isinstance(active, str) or not active.strip():
             raise DRError(INVALID_ARGUMENT, "active must name a target.")
         return {active: 100}
     if not isinstance(weights, dict) or not weights:
@@ -66,11 +65,11 @@ def validate_desired(active, weights):
     for name, value in weights.items():
         if isinstance(value, bool):
             raise DRError(INVALID_ARGUMENT, "weights.%s must be a whole number of percent, not a boolean." % name)
-        if isinstance(value, string_types) and value.strip().isdigit():
+        if isinstance(value, str) and value.strip().isdigit():
             value = int(value.strip())
         if isinstance(value, float) and value.is_integer():
             value = int(value)
-        if not isinstance(value, integer_types) or value < 0 or value > 100:
+        if not isinstance(value, int) or value < 0 or value > 100:
             raise DRError(INVALID_ARGUMENT, "weights.%s must be a whole number of percent between 0 and 100 (got %r)." % (name, value))
         out[str(name)] = int(value)
     total = sum(out.values())

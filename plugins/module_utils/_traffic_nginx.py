@@ -17,7 +17,6 @@ __metaclass__ = type
 import os
 import re
 import signal
-import subprocess
 import tempfile
 import time
 
@@ -165,11 +164,10 @@ class NginxTraffic(TrafficProvider):
 
     def _run(self, argv):
         try:
-            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-            out = proc.communicate()[0].decode("utf-8", "replace")
+            code, out, err = self.module.run_command(argv)
         except (IOError, OSError) as exc:
             return 127, "%s: %s" % (argv[0], exc)
-        return proc.returncode, out.strip()
+        return code, (out + err).strip()
 
     def _write(self, content):
         folder = os.path.dirname(os.path.abspath(self.path))

@@ -26,12 +26,14 @@ description:
     V(nginx) (a managed upstream include file, written atomically, checked with C(nginx -t),
     then reloaded), V(aws_route53) (weighted records by set identifier, or a failover
     PRIMARY/SECONDARY pair), V(aws_elbv2) (a listener's default forward action or a rule's
-    forward action with weighted target groups)."
+    forward action with weighted target groups), V(kubernetes) (a Service selector, an Ingress
+    backend, an Istio VirtualService's or a Gateway API HTTPRoute's weights)."
 author:
-  - resilience.dr contributors
+  - resilience.dr contributors (@resilience-dr)
 extends_documentation_fragment:
   - resilience.dr.haproxy
   - resilience.dr.aws
+  - resilience.dr.kubernetes
 attributes:
   check_mode:
     support: full
@@ -45,12 +47,12 @@ options:
       - The backend that routes the traffic.
     type: str
     required: true
-    choices: [haproxy, nginx, aws_route53, aws_elbv2]
+    choices: [haproxy, nginx, aws_route53, aws_elbv2, kubernetes]
   active:
     description:
       - The one target that gets all the traffic; every other target of the backend gets none.
       - "A target is: a server of O(haproxy_backend); a key of O(nginx_servers); a record's
-        set identifier (V(aws_route53)); a key of O(elbv2_target_groups)."
+        set identifier (V(aws_route53)); a key of O(elbv2_target_groups); a key of O(k8s_targets) or the value itself (V(kubernetes))."
       - Mutually exclusive with O(weights); one of the two is required.
     type: str
   weights:
@@ -203,9 +205,51 @@ options:
       - V(aws_elbv2) target name -> target group ARN. Every target group of the forward action
         must be named here.
     type: dict
+  k8s_kind:
+    description:
+      - V(kubernetes) the object that routes. V(service) (blue/green through one selector label,
+        O(active) only), V(ingress) (the backend service of the default backend and of every path,
+        O(active) only), V(virtualservice) (Istio, the destination weights of one C(spec.http) route),
+        V(httproute) (Gateway API, the C(backendRefs) weights of one rule).
+    type: str
+    choices: [service, ingress, virtualservice, httproute]
+  k8s_namespace:
+    description:
+      - V(kubernetes) namespace of the object.
+    type: str
+    default: default
+  k8s_name:
+    description:
+      - V(kubernetes) name of the object.
+    type: str
+  k8s_api_version:
+    description:
+      - V(kubernetes) API version of a V(virtualservice) (default V(v1beta1)) or V(httproute) (default V(v1)).
+    type: str
+  k8s_selector_key:
+    description:
+      - V(kubernetes) with O(k8s_kind=service), the selector label whose value picks the target.
+    type: str
+    default: version
+  k8s_targets:
+    description:
+      - V(kubernetes) target name -> the value that stands for it in the object (selector label value,
+        service name, destination subset or host, backendRef name). Without it, targets are those
+        values themselves.
+      - Required with O(k8s_kind=ingress), so that only backends of these services are switched.
+    type: dict
+  k8s_route_index:
+    description:
+      - V(kubernetes) which C(spec.http) route (V(virtualservice)) or C(spec.rules) rule (V(httproute)) to weigh.
+    type: int
+    default: 0
 notes:
   - V(haproxy) and V(nginx) are tested against real HAProxy 2.6 and nginx on loopback;
-    V(aws_route53) and V(aws_elbv2) are tested against moto's server only, not against AWS.
+    V(aws_route53) and V(aws_elbv2) are tested against moto's server only, not against AWS;
+    V(kubernetes) is tested only against a local fake of the API paths it uses (GET and PUT of
+    one object), not against a real cluster.
+  - V(kubernetes) writes the object back whole with PUT and its C(resourceVersion), so a
+    concurrent change makes the task fail instead of being overwritten.
   - V(aws_route53) with a failover pair takes O(active) only; the active set identifier becomes
     PRIMARY and the other SECONDARY in one change batch.
   - RV(undo) is exact to one percent (the module takes whole percents).
@@ -276,7 +320,9 @@ routing:
   type: dict
   sample: {blue: 0, green: 100}
 undo:
-  description: Module arguments that restore RV(previous) (connection options are not included).
+  description:
+    - Module arguments that restore RV(previous). Non-secret connection options (socket, endpoint, region) are
+      included; credentials never are, so give them again (or through module_defaults or the environment).
   returned: always, unless the arguments were invalid
   type: dict
   sample: {provider: haproxy, haproxy_backend: web, haproxy_socket: /run/haproxy/admin.sock, active: blue}
@@ -328,13 +374,14 @@ completed_steps:
 from ansible_collections.resilience.dr.plugins.module_utils._connection import (
     aws_spec,
     haproxy_spec,
+    kubernetes_spec,
     merge_specs,
 )
 from ansible_collections.resilience.dr.plugins.module_utils._errors import DRError
 from ansible_collections.resilience.dr.plugins.module_utils._module import DRModule
 from ansible_collections.resilience.dr.plugins.module_utils._traffic_common import VERIFY_SPEC
 
-PROVIDERS = ["haproxy", "nginx", "aws_route53", "aws_elbv2"]
+PROVIDERS = ["haproxy", "nginx", "aws_route53", "aws_elbv2", "kubernetes"]
 
 
 def argument_spec():
@@ -364,8 +411,15 @@ def argument_spec():
         elbv2_listener_arn=dict(type="str"),
         elbv2_rule_arn=dict(type="str"),
         elbv2_target_groups=dict(type="dict"),
+        k8s_kind=dict(type="str", choices=["service", "ingress", "virtualservice", "httproute"]),
+        k8s_namespace=dict(type="str", default="default"),
+        k8s_name=dict(type="str"),
+        k8s_api_version=dict(type="str"),
+        k8s_selector_key=dict(type="str", default="version", no_log=False),
+        k8s_targets=dict(type="dict"),
+        k8s_route_index=dict(type="int", default=0),
     )
-    return merge_specs(haproxy_spec(), aws_spec(), own)
+    return merge_specs(haproxy_spec(), aws_spec(), kubernetes_spec(), own)
 
 
 def main():
@@ -380,6 +434,7 @@ def main():
             ("provider", "aws_route53", ("route53_zone_id", "route53_record_name")),
             ("provider", "aws_elbv2", ("elbv2_target_groups",)),
             ("provider", "aws_elbv2", ("elbv2_listener_arn", "elbv2_rule_arn"), True),
+            ("provider", "kubernetes", ("k8s_kind", "k8s_name")),
         ],
     )
     name = module.params["provider"]
@@ -393,9 +448,12 @@ def main():
         elif name == "aws_route53":
             from ansible_collections.resilience.dr.plugins.module_utils._traffic_route53 import Route53Traffic
             provider = Route53Traffic(module)
-        else:
+        elif name == "aws_elbv2":
             from ansible_collections.resilience.dr.plugins.module_utils._traffic_elbv2 import ELBv2Traffic
             provider = ELBv2Traffic(module)
+        else:
+            from ansible_collections.resilience.dr.plugins.module_utils._traffic_kubernetes import KubernetesTraffic
+            provider = KubernetesTraffic(module)
     except DRError as error:
         error.msg = error.msg.rstrip() + " Nothing was changed."
         module.fail_error(error, changed=False)

@@ -48,7 +48,7 @@ def run_module(module, args, check=False, diff=False, timeout=300):
     match = re.search(r"^localhost \| ([A-Z!]+) => \{", proc.stdout, re.MULTILINE)
     if not match:
         raise AssertionError("no result from ansible (rc=%s):\n%s\n%s" % (proc.returncode, proc.stdout, proc.stderr))
-    result, _ = json.JSONDecoder().raw_decode(proc.stdout[match.end() - 1:])
+    result = json.JSONDecoder().raw_decode(proc.stdout[match.end() - 1:])[0]
     result["failed"] = match.group(1).startswith("FAILED")
     return result
 
@@ -102,7 +102,7 @@ class Load(threading.Thread):
         self.bodies = {}
 
     def run(self):
-        for _ in range(self.limit):
+        for dummy in range(self.limit):
             if self.stop.is_set():
                 break
             try:
@@ -165,7 +165,7 @@ def test_haproxy_blue_to_green_with_drain_under_load(lab):
     assert result["routing"] == {"blue": 0, "green": 100}
     assert result["undo"]["active"] == "blue"
     assert result["verify"]["passed"] is True
-    assert all(get(http)[1].startswith("green") for _ in range(10))
+    assert all(get(http)[1].startswith("green") for dummy in range(10))
 
     # 4. idempotent, and check mode agrees on the converged state
     again = run_module(MODULE, args)
@@ -237,7 +237,7 @@ def test_haproxy_canary_weights_over_tcp_socket(lab):
     assert [(s["action"], s["target"]) for s in result["steps"]] == [(s["action"], s["target"]) for s in check["steps"]]
     wait_until(lambda: lab.servers_state("web")["green"]["srv_op_state"] == "2", what="green up by health check")
     seen = {}
-    for _ in range(200):
+    for dummy in range(200):
         body = get(http)[1].split()[0]
         seen[body] = seen.get(body, 0) + 1
     assert 5 <= seen.get("green", 0) <= 40, seen
@@ -272,7 +272,7 @@ def test_nginx_switch_seen_in_responses(lab):
     edge = lab.info["nginx"]["edge"]
     port = edge["port"]
     original = read(edge["upstream_file"])
-    assert all(get(port)[1].startswith("blue") for _ in range(5))
+    assert all(get(port)[1].startswith("blue") for dummy in range(5))
     args = nginx_args(lab, active="green")
 
     check = run_module(MODULE, args, check=True, diff=True)
@@ -283,8 +283,8 @@ def test_nginx_switch_seen_in_responses(lab):
     result = run_module(MODULE, args)
     assert not result.get("failed"), result
     assert [(s["action"], s["target"]) for s in result["steps"]] == [(s["action"], s["target"]) for s in check["steps"]]
-    wait_until(lambda: all(get(port)[1].startswith("green") for _ in range(5)), timeout=10, what="green via edge")
-    assert all(get(port)[1].startswith("green") for _ in range(20))
+    wait_until(lambda: all(get(port)[1].startswith("green") for dummy in range(5)), timeout=10, what="green via edge")
+    assert all(get(port)[1].startswith("green") for dummy in range(20))
     assert read(edge["upstream_file"] + ".previous") == original
     assert result["previous"] == {"blue": 100, "green": 0}
     assert result["undo"]["active"] == "blue"
@@ -305,16 +305,16 @@ def test_nginx_broken_template_refused_running_config_untouched(lab):
     assert "nginx -t" in result["msg"] and "no_such_directive" in result["msg"]
     assert "Nothing was changed" in result["msg"]
     assert read(edge["upstream_file"]) == before
-    assert all(get(port)[1].startswith("green") for _ in range(20))
+    assert all(get(port)[1].startswith("green") for dummy in range(20))
     assert not [n for n in os.listdir(os.path.dirname(edge["upstream_file"])) if n.startswith(".traffic_switch")]
 
     # canary split, then verify failure on nginx reverts the file and the responses
     split = run_module(MODULE, nginx_args(lab, weights={"blue": 50, "green": 50}))
     assert not split.get("failed"), split
-    wait_until(lambda: len(set(get(port)[1].split()[0] for _ in range(6))) == 2, timeout=10, what="both colours via edge")
+    wait_until(lambda: len(set(get(port)[1].split()[0] for dummy in range(6))) == 2, timeout=10, what="both colours via edge")
     split_file = read(edge["upstream_file"])
     failed = run_module(MODULE, nginx_args(lab, active="blue", verify={
         "url": "http://127.0.0.1:%d/" % port, "body_regex": "^purple", "retries": 1, "delay": "0.2s"}))
     assert failed["error"] == "VERIFY_FAILED" and "reverted" in failed["msg"]
     assert read(edge["upstream_file"]) == split_file
-    wait_until(lambda: len(set(get(port)[1].split()[0] for _ in range(6))) == 2, timeout=10, what="split again")
+    wait_until(lambda: len(set(get(port)[1].split()[0] for dummy in range(6))) == 2, timeout=10, what="split again")

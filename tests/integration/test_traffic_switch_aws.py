@@ -183,7 +183,9 @@ def test_elbv2_listener_weights(moto, alb):
     check = run_module(MODULE, args, check=True)
     assert not check["failed"], check
     assert check["changed"] and check["previous"] == {"blue": 100, "green": 0}
-    listener = lambda: elb.describe_listeners(ListenerArns=[alb["listener"]])["Listeners"][0]["DefaultActions"]  # noqa: E731
+
+    def listener():
+        return elb.describe_listeners(ListenerArns=[alb["listener"]])["Listeners"][0]["DefaultActions"]
     assert forward_weights(listener(), alb["groups"]) == {"blue": 1}
 
     result = run_module(MODULE, args)
@@ -200,7 +202,9 @@ def test_elbv2_listener_weights(moto, alb):
 
 def test_elbv2_rule_active_and_bad_input(moto, alb):
     elb = aws(moto, "elbv2")
-    rule = lambda: elb.describe_rules(RuleArns=[alb["rule"]])["Rules"][0]["Actions"]  # noqa: E731
+
+    def rule():
+        return elb.describe_rules(RuleArns=[alb["rule"]])["Rules"][0]["Actions"]
     args = conn(moto, provider="aws_elbv2", elbv2_rule_arn=alb["rule"], elbv2_target_groups=alb["groups"], active="green")
     result = run_module(MODULE, args)
     assert not result["failed"], result
