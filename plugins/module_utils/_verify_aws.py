@@ -74,6 +74,10 @@ def _aware(moment):
     return moment.astimezone(_time.UTC)
 
 
+def _stamp(moment):
+    return _time.isoformat(_aware(moment)) if moment else None
+
+
 class S3Verify(VerifyProvider):
     name = "s3"
     supported = ("max_age",)
@@ -172,8 +176,8 @@ class RdsVerify(VerifyProvider):
             "count": len(snapshots),
             "automated_backups": [
                 {"arn": a.get("DBInstanceAutomatedBackupsArn"), "status": a.get("Status"),
-                 "earliest": _time.isoformat(_aware(a.get("RestoreWindow", {}).get("EarliestTime"))) if a.get("RestoreWindow", {}).get("EarliestTime") else None,
-                 "latest": _time.isoformat(_aware(a.get("RestoreWindow", {}).get("LatestTime"))) if a.get("RestoreWindow", {}).get("LatestTime") else None}
+                 "earliest": _stamp(a.get("RestoreWindow", {}).get("EarliestTime")),
+                 "latest": _stamp(a.get("RestoreWindow", {}).get("LatestTime"))}
                 for a in automated
             ],
         }
@@ -187,4 +191,3 @@ class RdsVerify(VerifyProvider):
             return FAILED, "automated backups are disabled on %s (retention 0 days); %s" % (
                 self.params["rds_instance_id"], detail), figures
         return status, detail, figures
-

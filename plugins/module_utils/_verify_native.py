@@ -134,7 +134,7 @@ class NativeVerify(VerifyProvider):
         for key in ("backup_dir", "wal_archive"):
             if self.params.get(key) and not os.path.isdir(self.params[key]):
                 raise DRError(INVALID_ARGUMENT, "%s %s is not a folder." % (key, self.params[key]))
-        self.runner = Runner(self.params.get("os_user"))
+        self.runner = Runner(self.module, self.params.get("os_user"))
 
     # -- discovery -----------------------------------------------------------------
     @staticmethod
@@ -326,7 +326,7 @@ class NativeVerify(VerifyProvider):
                 figures["wal_from"] = "backup"
             argv.append(target)
             figures["command"] = argv
-            proc = Runner(None).run(argv, timeout=self.params["timeout"])
+            proc = Runner(self.module, None).run(argv, timeout=self.params["timeout"])
         finally:
             if extract_root:
                 shutil.rmtree(extract_root, ignore_errors=True)
@@ -413,7 +413,7 @@ def test_restore(provider, copy, restore_command, pg_bin, extra_restore_settings
     backup into ``instance.data``; ``restore_command`` is text or a callable of the
     instance returning it. Returns (status, detail, figures)."""
     params = provider.params
-    runner = Runner(params.get("os_user"))
+    runner = Runner(provider.module, params.get("os_user"))
     target = params.get("restore_target") or "latest"
     settings = {"restore_command": restore_command, "recovery_target_timeline": "latest"}
     if target == "immediate":

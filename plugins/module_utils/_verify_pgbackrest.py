@@ -93,7 +93,7 @@ class PgBackRestVerify(VerifyProvider):
         config = self.params.get("pgbackrest_config")
         if not config or not os.path.isfile(config):
             raise DRError(INVALID_ARGUMENT, "pgbackrest_config %s is not a file; point it at the stanza's pgbackrest.conf." % config)
-        self.runner = Runner(self.params.get("os_user"))
+        self.runner = Runner(self.module, self.params.get("os_user"))
         self.config = parse_config(config)
 
     def pgbackrest(self, *args, **kwargs):

@@ -15,7 +15,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import csv
-import grp
 import io
 import os
 import pwd
@@ -24,7 +23,6 @@ import shlex
 import shutil
 import signal
 import socket
-import subprocess
 import tempfile
 import time
 
@@ -80,10 +78,20 @@ def find_pg_bin(pg_bin_dir=None, version=None):
     raise DRError(INVALID_ARGUMENT, "No PostgreSQL binaries (pg_ctl) found; set pg_bin_dir to the folder that holds them.")
 
 
-class Runner(object):
-    """Runs commands as ``os_user`` when we are root (PostgreSQL refuses root)."""
+class Completed(object):
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode = returncode
+        self.stdout = stdout or ""
+        self.stderr = stderr or ""
 
-    def __init__(self, os_user):
+
+class Runner(object):
+    """Runs commands through ``module.run_command``, as ``os_user`` (``runuser``) when we
+    are root (PostgreSQL refuses root), under coreutils ``timeout``, with no PG* variables
+    of ours leaking into them."""
+
+    def __init__(self, module, os_user):
+        self.module = module
         self.os_user = os_user
         self.uid = self.gid = None
         self.as_other = False
@@ -93,31 +101,33 @@ class Runner(object):
             except KeyError:
                 raise DRError(INVALID_ARGUMENT, "OS user %s does not exist; set os_user to the user PostgreSQL runs as." % os_user)
             self.uid, self.gid = entry.pw_uid, entry.pw_gid
-            self.home = entry.pw_dir
+            self.home = entry.pw_dir or "/"
             self.as_other = True
 
-    def env(self):
-        env = dict(os.environ)
-        for name in list(env):
-            if name.startswith("PG"):
-                del env[name]
-        env["LC_ALL"] = "C"
+    def argv(self, argv, timeout):
+        prefix = []
+        if timeout:
+            prefix += ["timeout", "-k", "10", str(int(timeout))]
         if self.as_other:
-            env["HOME"] = self.home or "/"
-            env["USER"] = env["LOGNAME"] = self.os_user
-        return env
+            prefix += ["runuser", "-u", self.os_user, "--"]
+        prefix += ["env"]
+        for name in sorted(os.environ):
+            if name.startswith("PG"):
+                prefix += ["-u", name]
+        prefix.append("LC_ALL=C")
+        if self.as_other:
+            prefix += ["HOME=" + self.home, "USER=" + self.os_user, "LOGNAME=" + self.os_user]
+        return prefix + list(argv)
 
     def run(self, argv, timeout=600, cwd=None):
-        kwargs = {}
-        if self.as_other:
-            kwargs.update(user=self.uid, group=self.gid, extra_groups=[g.gr_gid for g in grp.getgrall() if self.os_user in g.gr_mem])
+        full = self.argv(argv, timeout)
         try:
-            return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
-                                  timeout=timeout, env=self.env(), cwd=cwd or "/", check=False, **kwargs)
-        except subprocess.TimeoutExpired:
-            raise DRError(TIMEOUT, "%s did not finish within %ss." % (os.path.basename(argv[0]), timeout))
-        except OSError as exc:
+            rc, out, err = self.module.run_command(full, cwd=cwd or "/", expand_user_and_vars=False)
+        except (OSError, ValueError) as exc:
             raise DRError(APPLY_FAILED, "Could not run %s: %s." % (argv[0], exc))
+        if timeout and rc in (124, 137):
+            raise DRError(TIMEOUT, "%s did not finish within %ss." % (os.path.basename(argv[0]), timeout))
+        return Completed(rc, out, err)
 
     def chown_tree(self, path):
         if not self.as_other:

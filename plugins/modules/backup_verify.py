@@ -36,7 +36,7 @@ description:
     C(restore)) is returned either way. With O(fail_on_error=false) the task succeeds and
     C(failed_checks) lists the failures.
 author:
-  - resilience.dr contributors
+  - resilience.dr contributors (@resilience-dr)
 extends_documentation_fragment:
   - resilience.dr.aws
 attributes:
@@ -49,6 +49,8 @@ attributes:
         O(checks) to keep a C(--check) run light.
   diff_mode:
     support: none
+    description:
+      - Nothing is changed, so there is no diff.
 options:
   engine:
     description:
@@ -72,7 +74,7 @@ options:
     choices: [max_age, checksums, wal_continuity, test_restore]
   max_age:
     description:
-      - The recovery point objective as a duration (V(90s), V(15m), V(6h), V(7d)): the newest
+      - The recovery point objective as a duration (V(90s), V(15m), V(6h), V(7d)). The newest
         backup and the newest archived WAL segment (or the latest restorable time) must be
         younger.
     type: str

@@ -40,7 +40,7 @@ def run_module(module, args, check=False, timeout=300):
     match = re.search(r"^localhost \| ([A-Z!]+) => \{", proc.stdout, re.MULTILINE)
     if not match:
         raise AssertionError("no result from ansible (rc=%s):\n%s\n%s" % (proc.returncode, proc.stdout, proc.stderr))
-    result, _ = json.JSONDecoder().raw_decode(proc.stdout[match.end() - 1:])
+    result = json.JSONDecoder().raw_decode(proc.stdout[match.end() - 1:])[0]
     if match.group(1).startswith("FAILED"):
         result["failed"] = True
     return result
