@@ -17,7 +17,7 @@ import urllib.request
 import pytest
 
 from lablib import VENV_BIN
-from test_traffic_switch import MODULE, run_module
+from test_traffic_switch_lab import MODULE, run_module
 
 boto3 = pytest.importorskip("boto3")
 

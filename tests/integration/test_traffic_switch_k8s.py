@@ -14,7 +14,7 @@ __metaclass__ = type
 import pytest
 
 from fakes.fake_k8s import FakeK8s
-from test_traffic_switch import MODULE, run_module
+from test_traffic_switch_lab import MODULE, run_module
 
 pytest.importorskip("kubernetes")
 
