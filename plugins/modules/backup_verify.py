@@ -39,6 +39,8 @@ author:
   - resilience.dr contributors (@resilience-dr)
 extends_documentation_fragment:
   - resilience.dr.aws
+  - resilience.dr.gcp
+  - resilience.dr.azure
 attributes:
   check_mode:
     support: full
@@ -62,13 +64,19 @@ options:
         O(s3_bucket); only C(max_age) applies, with the newest object's size.
       - V(aws_rds) is an RDS instance's automated backups, latest restorable time and
         snapshots (O(rds_instance_id)); only C(max_age) applies.
+      - V(gcp_cloudsql) is a Cloud SQL instance's backup runs (the newest C(SUCCESSFUL) one)
+        and, with point-in-time recovery on, its latest recovery time (O(cloudsql_instance));
+        only C(max_age) applies.
+      - V(azure_pg_flexible) is an Azure Database for PostgreSQL flexible server's backups
+        (the newest completed one) and retention (O(resource_group), O(flexible_server));
+        only C(max_age) applies.
     type: str
     required: true
-    choices: [native, pgbackrest, s3, aws_rds]
+    choices: [native, pgbackrest, s3, aws_rds, gcp_cloudsql, azure_pg_flexible]
   checks:
     description:
       - The checks to run. Default is every check the engine supports.
-      - V(native) and V(pgbackrest) support all four; V(s3) and V(aws_rds) support V(max_age).
+      - V(native) and V(pgbackrest) support all four; the cloud engines support V(max_age).
     type: list
     elements: str
     choices: [max_age, checksums, wal_continuity, test_restore]
@@ -112,6 +120,18 @@ options:
   rds_instance_id:
     description:
       - O(engine=aws_rds) only. The DB instance identifier.
+    type: str
+  cloudsql_instance:
+    description:
+      - O(engine=gcp_cloudsql) only. The Cloud SQL instance name (in O(gcp_project)).
+    type: str
+  resource_group:
+    description:
+      - O(engine=azure_pg_flexible) only. The resource group of the server (in O(azure_subscription_id)).
+    type: str
+  flexible_server:
+    description:
+      - O(engine=azure_pg_flexible) only. The flexible server's name.
     type: str
   scratch_dir:
     description:
@@ -208,8 +228,14 @@ options:
     type: int
     default: 600
 notes:
-  - The aws_* options only apply to O(engine=s3) and O(engine=aws_rds).
+  - The aws_* options only apply to O(engine=s3) and O(engine=aws_rds), the gcp_* options to
+    O(engine=gcp_cloudsql), the azure_* options to O(engine=azure_pg_flexible).
   - The V(s3) and V(aws_rds) engines were tested against moto's server, not against AWS.
+  - The V(gcp_cloudsql) and V(azure_pg_flexible) engines were verified only against local HTTP
+    fakes of the REST calls they make (Cloud SQL Admin v1 C(instances.get), C(backupRuns.list),
+    C(getLatestRecoveryTime); ARM C(flexibleServers) get and C(backups) list, api-version
+    2022-12-01), with a bearer token; the service-account and client-secret token flows were
+    not exercised.
   - PostgreSQL 15's C(pg_verifybackup) cannot read tar-format backups; such a backup is
     extracted into a private folder under O(scratch_dir) first and that folder is removed.
   - The scratch server gets its own C(pg_hba.conf) (local trust only), listens on 127.0.0.1,
@@ -265,6 +291,21 @@ EXAMPLES = r"""
     engine: s3
     s3_bucket: db-dumps
     s3_prefix: appdb/
+    max_age: 26h
+
+- name: Cloud SQL took a backup in the last day
+  resilience.dr.backup_verify:
+    engine: gcp_cloudsql
+    gcp_project: my-project
+    cloudsql_instance: appdb
+    max_age: 26h
+
+- name: Azure flexible server backup is fresh
+  resilience.dr.backup_verify:
+    engine: azure_pg_flexible
+    azure_subscription_id: 00000000-0000-0000-0000-000000000000
+    resource_group: rg-db
+    flexible_server: appdb
     max_age: 26h
 
 - name: RDS can be restored to within 15 minutes
@@ -365,7 +406,7 @@ seconds:
   type: float
 """
 
-from ansible_collections.resilience.dr.plugins.module_utils._connection import aws_spec, merge_specs
+from ansible_collections.resilience.dr.plugins.module_utils._connection import aws_spec, azure_spec, gcp_spec, merge_specs
 from ansible_collections.resilience.dr.plugins.module_utils._module import DRModule
 
 CHECKS = ["max_age", "checksums", "wal_continuity", "test_restore"]
@@ -374,8 +415,10 @@ CHECKS = ["max_age", "checksums", "wal_continuity", "test_restore"]
 def argument_spec():
     return merge_specs(
         aws_spec(),
+        gcp_spec(),
+        azure_spec(),
         dict(
-            engine=dict(type="str", required=True, choices=["native", "pgbackrest", "s3", "aws_rds"]),
+            engine=dict(type="str", required=True, choices=["native", "pgbackrest", "s3", "aws_rds", "gcp_cloudsql", "azure_pg_flexible"]),
             checks=dict(type="list", elements="str", choices=CHECKS),
             max_age=dict(type="str", default="24h"),
             backup_dir=dict(type="path"),
@@ -385,6 +428,9 @@ def argument_spec():
             s3_bucket=dict(type="str"),
             s3_prefix=dict(type="str", default=""),
             rds_instance_id=dict(type="str"),
+            cloudsql_instance=dict(type="str"),
+            resource_group=dict(type="str"),
+            flexible_server=dict(type="str"),
             scratch_dir=dict(type="path", default="/var/tmp"),
             scratch_port=dict(type="int"),
             scratch_login_user=dict(type="str"),
@@ -422,6 +468,8 @@ def main():
             ("engine", "pgbackrest", ["stanza"]),
             ("engine", "s3", ["s3_bucket"]),
             ("engine", "aws_rds", ["rds_instance_id"]),
+            ("engine", "gcp_cloudsql", ["cloudsql_instance"]),
+            ("engine", "azure_pg_flexible", ["resource_group", "flexible_server"]),
         ],
         supports_check_mode=True,
     )
@@ -435,9 +483,15 @@ def main():
     elif engine == "s3":
         from ansible_collections.resilience.dr.plugins.module_utils._verify_aws import S3Verify
         provider = S3Verify(module)
-    else:
+    elif engine == "aws_rds":
         from ansible_collections.resilience.dr.plugins.module_utils._verify_aws import RdsVerify
         provider = RdsVerify(module)
+    elif engine == "gcp_cloudsql":
+        from ansible_collections.resilience.dr.plugins.module_utils._verify_cloud import CloudSqlVerify
+        provider = CloudSqlVerify(module)
+    else:
+        from ansible_collections.resilience.dr.plugins.module_utils._verify_cloud import AzureFlexibleVerify
+        provider = AzureFlexibleVerify(module)
     module.run_provider(provider)
 
 

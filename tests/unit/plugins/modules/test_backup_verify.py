@@ -251,3 +251,55 @@ def test_refuses_bad_arguments(captured, fake):
     assert kind == "fail" and res["error"] == "INVALID_ARGUMENT" and "wal_archive" in res["msg"]
     kind, res = run({"engine": "native", "backup_dir": fake["backups"], "max_age": "soon"})
     assert kind == "fail" and res["error"] == "INVALID_ARGUMENT"
+
+
+# -- pgBackRest verify's report and the scratch settings ------------------------------------
+VERIFY_BAD = """2026-11-22 18:16:15.258 P00   INFO: verify command begin 2.45: --config=/x/pgbackrest.conf --stanza=lab
+2026-11-22 18:16:15.378 P01   INFO: invalid checksum '20261122-181547F/pg_data/base/5/13406.lz4'
+2026-11-22 18:16:15.391 P00   INFO: stanza: lab
+                                    status: error
+                                      backup: 20261122-181547F, status: invalid, total files checked: 1269, total valid files: 1268
+                                        checksum invalid: 1
+2026-11-22 18:16:15.391 P00   INFO: verify command end: completed successfully (135ms)
+"""
+VERIFY_OK = """2026-11-22 18:16:10.702 P00   INFO: verify command begin 2.45: --stanza=lab
+2026-11-22 18:16:11.319 P00   INFO: verify command end: completed successfully (622ms)
+"""
+
+
+def test_pgbackrest_verify_report_parsing():
+    from ansible_collections.resilience.dr.plugins.module_utils._verify_pgbackrest import parse_verify_output
+    bad, problems, files = parse_verify_output(VERIFY_BAD)
+    assert bad and files == ["20261122-181547F/pg_data/base/5/13406.lz4"]
+    assert any("invalid checksum" in p for p in problems)
+    assert parse_verify_output(VERIFY_OK) == (False, [], [])
+
+
+def test_scratch_prepare_neutralises_production_settings(tmp_path):
+    from ansible_collections.resilience.dr.plugins.module_utils._verify_scratch import ScratchInstance
+
+    class FakeRunner(object):
+        as_other = False
+
+        def chown_tree(self, path):
+            pass
+
+    inst = ScratchInstance(str(tmp_path), FakeRunner(), "/usr/lib/postgresql/15/bin", 23599, "postgres")
+    os.makedirs(inst.data)
+    for name, text in (("standby.signal", ""), ("postmaster.pid", "1\n"), ("postgresql.auto.conf", "primary_conninfo = 'host=prod'\n"),
+                       ("pg_hba.conf", "host all all 0.0.0.0/0 trust\n")):
+        with open(os.path.join(inst.data, name), "w") as handle:
+            handle.write(text)
+    inst.prepare({"restore_command": "cp /a/%f %p", "recovery_target": "immediate"})
+    files = sorted(os.listdir(inst.data))
+    assert "standby.signal" not in files and "postmaster.pid" not in files and "recovery.signal" in files
+    with open(os.path.join(inst.data, "postgresql.auto.conf")) as handle:
+        auto = handle.read()
+    # the appended block comes last, so it wins
+    assert auto.index("primary_conninfo = ''") > auto.index("host=prod")
+    assert "restore_command = 'cp /a/%f %p'" in auto and "recovery_target = 'immediate'" in auto
+    with open(os.path.join(inst.data, "pg_hba.conf")) as handle:
+        assert handle.read().strip().splitlines()[-1] == "local all all trust"
+    opts = inst.server_options()
+    assert "-c archive_mode=off" in opts and "-c port=23599" in opts and "-c listen_addresses=127.0.0.1" in opts
+    assert inst.close() is True and not os.path.exists(inst.root)
