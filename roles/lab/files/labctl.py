@@ -79,8 +79,8 @@ def run(cmd, lab=None, user=False, check=True, env=None, timeout=600, cwd=None):
         cwd=cwd or "/", check=False,
     )
     if check and proc.returncode != 0:
-        raise LabError("%s failed (exit %d): %s" % (" ".join(cmd), proc.returncode,
-                                                   (proc.stderr or proc.stdout).strip()[-2000:]))
+        output = (proc.stderr or proc.stdout).strip()[-2000:]
+        raise LabError("%s failed (exit %d): %s" % (" ".join(cmd), proc.returncode, output))
     return proc
 
 
