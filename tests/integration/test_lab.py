@@ -118,7 +118,7 @@ def test_haproxy_routes_postgres_to_the_primary_and_http_to_blue(lab):
     web = lab.servers_state("web")
     assert int(web["blue"]["srv_op_state"]) == 2
     assert int(web["green"]["srv_admin_state"]) & 0x23
-    bodies = set(lab.http_get()[1] for _ in range(5))
+    bodies = set(lab.http_get()[1] for attempt in range(5))
     assert bodies == {"blue v1\n"}
     assert lab.http_get(port=lab.info["nginx"]["green"]["port"]) == (200, "green v2\n")
     assert lab.http_get(port=lab.info["nginx"]["edge"]["port"]) == (200, "blue v1\n")
