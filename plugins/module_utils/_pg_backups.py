@@ -413,7 +413,8 @@ def run_as(argv, os_user=None, **kwargs):
     kwargs.setdefault("universal_newlines", True)
     kwargs.setdefault("check", False)
     kwargs.setdefault("cwd", "/")
-    return subprocess.run(argv, **kwargs)  # pylint: disable=subprocess-run-check
+    # no AnsibleModule here (these helpers are shared and used outside a module run)
+    return subprocess.run(argv, **kwargs)  # pylint: disable=subprocess-run-check,ansible-bad-function
 
 
 def pgbackrest_info(config, stanza, os_user=None, binary="pgbackrest"):
@@ -538,7 +539,7 @@ def pg_bin_for(version=None, pg_bin=None):
     if pg_bin:
         return pg_bin
     if version:
-        major = str(version).split(".")[0]
+        major = str(version).split(".", maxsplit=1)[0]
         path = "/usr/lib/postgresql/%s/bin" % major
         if os.path.isdir(path):
             return path
@@ -585,8 +586,7 @@ def copy_native_backup(backup, data_dir, os_user=None):
     started = time.monotonic()
     src = backup["path"]
     if backup["format"] == "plain":
-        proc = subprocess.run(["cp", "-a", "--", src + "/.", data_dir + "/"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              universal_newlines=True, check=False)
+        proc = run_as(["cp", "-a", "--", src + "/.", data_dir + "/"])
         if proc.returncode != 0:
             raise DRError(APPLY_FAILED, "Copying backup %s into %s failed: %s" % (src, data_dir, proc.stderr.strip()[-400:]))
     else:
@@ -601,8 +601,7 @@ def copy_native_backup(backup, data_dir, os_user=None):
                 raise DRError(PRECONDITION_FAILED, "Backup %s holds a tablespace archive (%s); tablespaces are not supported yet." % (src, tar))
             if not os.path.isdir(dest):
                 os.makedirs(dest)
-            proc = subprocess.run(["tar", "-xf", tar, "-C", dest], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  universal_newlines=True, check=False)
+            proc = run_as(["tar", "-xf", tar, "-C", dest])
             if proc.returncode != 0:
                 raise DRError(APPLY_FAILED, "Extracting %s into %s failed: %s" % (tar, dest, proc.stderr.strip()[-400:]))
     for leftover in ("standby.signal", "postmaster.pid", "backup_manifest", "postmaster.opts"):
@@ -717,7 +716,7 @@ class ScratchInstance(object):
         kept = []
         skipping = False
         for line in text.splitlines():
-            if line.startswith(MANAGED_BEGIN.split("(")[0]):
+            if line.startswith(MANAGED_BEGIN.split("(", maxsplit=1)[0]):
                 skipping = True
                 continue
             if line.startswith(MANAGED_END):

@@ -181,8 +181,8 @@ def explain_stopped(log_text, target):
         return DRError(
             TARGET_NOT_REACHED,
             "The archived WAL ends before the target %s (replay stopped at %s, next WAL file %s not available); the cluster was "
-            "NOT promoted: archive the missing WAL or choose an earlier target." % (target["value"] or target["type"],
-                                                                                     redo[-1] if redo else "?", missing or "?"),
+            "NOT promoted: archive the missing WAL or choose an earlier target."
+            % (target["value"] or target["type"], redo[-1] if redo else "?", missing or "?"),
             details=details,
         )
     if "before consistent recovery point" in log_text:

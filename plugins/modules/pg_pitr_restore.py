@@ -23,24 +23,24 @@ description:
     nothing is ever deleted, except the contents of a half-finished restore this module
     made itself (recognised by its marker file).
   - Recovery first pauses at the target. The module then PROVES the target was reached from
-    server facts (the C(recovery stopping) record of the server log, C(pg_last_xact_replay_timestamp())
-    and C(pg_last_wal_replay_lsn()) while paused) and only then promotes (O(target_action=promote)).
+    server facts (the C(recovery stopping) record of the server log, C(pg_last_xact_replay_timestamp)
+    and C(pg_last_wal_replay_lsn) while paused) and only then promotes (O(target_action=promote)).
     WAL that runs out before the target is C(TARGET_NOT_REACHED) and the cluster is not promoted.
   - Before starting, the WAL archive is checked for every segment from the backup's start to
     the target; a missing segment is an error naming it. Check mode reports the backup it
     would use, the WAL range it needs and whether it is all there, and changes nothing.
   - The restored copy gets its own O(port), listens on O(listen_addresses) only, puts its
-    Unix socket into O(socket_dir) (default the data dir), and has C(archive_mode=off): a
+    Unix socket into O(socket_dir) (default the data dir), and has C(archive_mode=off), because a
     backup carries the primary's settings, and a copy that kept them would collide with the
     primary or archive into its archive.
   - Replay runs with settings that make it faster (O(replay_settings)); they are removed and
     the cluster is restarted with its normal settings before it is handed over.
-  - Idempotent: a marker file C(resilience_dr_restore.json) in the data dir records the
+  - Idempotent - a marker file C(resilience_dr_restore.json) in the data dir records the
     engine, source, target and state; a second run with the same arguments is
     C(changed=false), and a run killed halfway (marker C(in_progress)) is redone from the
     start into the folder it owns.
 author:
-  - resilience.dr contributors
+  - resilience.dr contributors (@resilience-dr)
 options:
   engine:
     description:
@@ -52,7 +52,7 @@ options:
       - V(aws_rds) - C(RestoreDBInstanceToPointInTime) of an RDS instance into a new one.
     type: str
     required: true
-    choices: [native, pgbackrest]
+    choices: [native, pgbackrest, aws_rds]
   target_time:
     description:
       - Restore up to this moment, ISO 8601 with a zone (V(2026-01-15T10:15:00Z),
@@ -377,7 +377,7 @@ def argument_spec():
     return merge_specs(
         aws_spec(),
         dict(
-            engine=dict(type="str", required=True, choices=["native", "pgbackrest"]),
+            engine=dict(type="str", required=True, choices=["native", "pgbackrest", "aws_rds"]),
             target_time=dict(type="str"),
             target_lsn=dict(type="str"),
             target_xid=dict(type="str"),

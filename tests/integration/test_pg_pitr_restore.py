@@ -115,12 +115,12 @@ def lab():
 def instant(lab):
     """Rows before and after an instant; the WAL holding them is archived."""
     lab.sql("create table if not exists pitr_probe (id serial primary key, written_at timestamptz not null, phase text)")
-    for _ in range(BEFORE_ROWS):
+    for _row in range(BEFORE_ROWS):
         lab.sql("insert into pitr_probe (written_at, phase) values (clock_timestamp(), 'before')")
     time.sleep(0.4)
     moment = lab.sql("select clock_timestamp()")[0][0]
     time.sleep(0.4)
-    for _ in range(AFTER_ROWS):
+    for _row in range(AFTER_ROWS):
         lab.sql("insert into pitr_probe (written_at, phase) values (clock_timestamp(), 'after')")
     segment = lab.sql("select pg_walfile_name(pg_current_wal_lsn())")[0][0]
     lab.sql("select pg_switch_wal()")
@@ -228,8 +228,7 @@ def test_pgbackrest_restore_to_instant(lab, instant):
 
 
 def test_target_older_than_every_backup(lab):
-    backups = [b for b in os.listdir(lab.info["base_backups"])]
-    assert backups
+    assert os.listdir(lab.info["base_backups"])
     target = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=1)
     args = native_args(lab, "too-old", 22503, iso(target))
     result = run_module(args)
