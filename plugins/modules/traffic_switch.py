@@ -27,13 +27,15 @@ description:
     then reloaded), V(aws_route53) (weighted records by set identifier, or a failover
     PRIMARY/SECONDARY pair), V(aws_elbv2) (a listener's default forward action or a rule's
     forward action with weighted target groups), V(kubernetes) (a Service selector, an Ingress
-    backend, an Istio VirtualService's or a Gateway API HTTPRoute's weights)."
+    backend, an Istio VirtualService's or a Gateway API HTTPRoute's weights), V(gcp_cloud_run)
+    (revision traffic split of a Cloud Run service)."
 author:
   - resilience.dr contributors (@resilience-dr)
 extends_documentation_fragment:
   - resilience.dr.haproxy
   - resilience.dr.aws
   - resilience.dr.kubernetes
+  - resilience.dr.gcp
 attributes:
   check_mode:
     support: full
@@ -47,12 +49,13 @@ options:
       - The backend that routes the traffic.
     type: str
     required: true
-    choices: [haproxy, nginx, aws_route53, aws_elbv2, kubernetes]
+    choices: [haproxy, nginx, aws_route53, aws_elbv2, kubernetes, gcp_cloud_run]
   active:
     description:
       - The one target that gets all the traffic; every other target of the backend gets none.
       - "A target is: a server of O(haproxy_backend); a key of O(nginx_servers); a record's
-        set identifier (V(aws_route53)); a key of O(elbv2_target_groups); a key of O(k8s_targets) or the value itself (V(kubernetes))."
+        set identifier (V(aws_route53)); a key of O(elbv2_target_groups); a key of O(k8s_targets)
+        or the value itself (V(kubernetes)); a revision name or V(LATEST) (V(gcp_cloud_run))."
       - Mutually exclusive with O(weights); one of the two is required.
     type: str
   weights:
@@ -243,11 +246,21 @@ options:
       - V(kubernetes) which C(spec.http) route (V(virtualservice)) or C(spec.rules) rule (V(httproute)) to weigh.
     type: int
     default: 0
+  cloud_run_region:
+    description:
+      - V(gcp_cloud_run) region (location) of the service.
+    type: str
+  cloud_run_service:
+    description:
+      - V(gcp_cloud_run) name of the Cloud Run service. Targets are its revision names, and
+        V(LATEST) for the latest ready revision.
+    type: str
 notes:
   - V(haproxy) and V(nginx) are tested against real HAProxy 2.6 and nginx on loopback;
     V(aws_route53) and V(aws_elbv2) are tested against moto's server only, not against AWS;
     V(kubernetes) is tested only against a local fake of the API paths it uses (GET and PUT of
-    one object), not against a real cluster.
+    one object), not against a real cluster; V(gcp_cloud_run) only against a local fake of the
+    Cloud Run Admin API v2 (service GET, revisions list, PATCH with a long-running operation).
   - V(kubernetes) writes the object back whole with PUT and its C(resourceVersion), so a
     concurrent change makes the task fail instead of being overwritten.
   - V(aws_route53) with a failover pair takes O(active) only; the active set identifier becomes
@@ -373,6 +386,7 @@ completed_steps:
 
 from ansible_collections.resilience.dr.plugins.module_utils._connection import (
     aws_spec,
+    gcp_spec,
     haproxy_spec,
     kubernetes_spec,
     merge_specs,
@@ -381,7 +395,7 @@ from ansible_collections.resilience.dr.plugins.module_utils._errors import DRErr
 from ansible_collections.resilience.dr.plugins.module_utils._module import DRModule
 from ansible_collections.resilience.dr.plugins.module_utils._traffic_common import VERIFY_SPEC
 
-PROVIDERS = ["haproxy", "nginx", "aws_route53", "aws_elbv2", "kubernetes"]
+PROVIDERS = ["haproxy", "nginx", "aws_route53", "aws_elbv2", "kubernetes", "gcp_cloud_run"]
 
 
 def argument_spec():
@@ -418,8 +432,10 @@ def argument_spec():
         k8s_selector_key=dict(type="str", default="version", no_log=False),
         k8s_targets=dict(type="dict"),
         k8s_route_index=dict(type="int", default=0),
+        cloud_run_region=dict(type="str"),
+        cloud_run_service=dict(type="str"),
     )
-    return merge_specs(haproxy_spec(), aws_spec(), kubernetes_spec(), own)
+    return merge_specs(haproxy_spec(), aws_spec(), kubernetes_spec(), gcp_spec(), own)
 
 
 def main():
@@ -435,6 +451,7 @@ def main():
             ("provider", "aws_elbv2", ("elbv2_target_groups",)),
             ("provider", "aws_elbv2", ("elbv2_listener_arn", "elbv2_rule_arn"), True),
             ("provider", "kubernetes", ("k8s_kind", "k8s_name")),
+            ("provider", "gcp_cloud_run", ("gcp_project", "cloud_run_region", "cloud_run_service")),
         ],
     )
     name = module.params["provider"]
@@ -451,9 +468,12 @@ def main():
         elif name == "aws_elbv2":
             from ansible_collections.resilience.dr.plugins.module_utils._traffic_elbv2 import ELBv2Traffic
             provider = ELBv2Traffic(module)
-        else:
+        elif name == "kubernetes":
             from ansible_collections.resilience.dr.plugins.module_utils._traffic_kubernetes import KubernetesTraffic
             provider = KubernetesTraffic(module)
+        else:
+            from ansible_collections.resilience.dr.plugins.module_utils._traffic_cloud_run import CloudRunTraffic
+            provider = CloudRunTraffic(module)
     except DRError as error:
         error.msg = error.msg.rstrip() + " Nothing was changed."
         module.fail_error(error, changed=False)

@@ -155,6 +155,9 @@ def test_haproxy_blue_to_green_with_drain_under_load(lab):
     assert load.bodies.get("blue") and load.bodies.get("green"), load.bodies
     drained = [s for s in result["steps"] if s["action"] == "wait_drained"][0]
     assert drained["result"]["drained"] is True
+    print("\nswitch under load: %d requests ok, %d failed, bodies %s; module %.3fs, steps %s" % (
+        load.ok, len(load.failures), load.bodies, result["seconds"],
+        [(s["action"], s["target"], s["seconds"]) for s in result["steps"]]))
 
     # 3. independent read: HAProxy's own state matches what the module returned
     state = lab.servers_state("web")
