@@ -265,3 +265,65 @@ def test_pgbackrest_stanza(lab, work):
     res = run_module(MODULE, dict(args, pgbackrest_config=conf, checks=["checksums"]))
     assert res.get("failed") and res["error"] == "CHECK_FAILED"
     assert "pg_data/base/5/%s" % name in res["msg"]
+
+
+def _as_postgres(lab, argv, check=True):
+    proc = subprocess.run(["runuser", "-u", lab.info["os_user"], "--"] + argv, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, universal_newlines=True, timeout=120, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError("%s failed: %s" % (argv[0], proc.stdout))
+    return proc.stdout
+
+
+def test_continuity_across_a_real_timeline_switch(lab, work):
+    """Restore the lab backup into a private server that archives into a COPY of the archive,
+    promote it (timeline 2) and write: the copy then holds 00000002.history and timeline-2
+    segments. Continuity follows the switch; a missing timeline-2 segment is named."""
+    pg_bin = lab.info["pg_bin"]
+    archive = os.path.join(work, "archive")
+    shutil.copytree(lab.info["wal_archive"], archive)
+    tl = os.path.join(work, "tl")
+    data = os.path.join(tl, "data")
+    shutil.copytree(newest_backup(lab), data, symlinks=True)
+    for name in ("standby.signal", "backup_manifest"):
+        if os.path.exists(os.path.join(data, name)):
+            os.remove(os.path.join(data, name))
+    with open(os.path.join(data, "postgresql.auto.conf"), "a") as handle:
+        handle.write("\nrestore_command = 'cp %s/%%f %%p'\narchive_mode = on\narchive_command = 'cp %%p %s/%%f'\n"
+                     "recovery_target_timeline = 'latest'\nrecovery_target_action = 'promote'\nprimary_conninfo = ''\n"
+                     "primary_slot_name = ''\nsynchronous_standby_names = ''\n" % (archive, archive))
+    open(os.path.join(data, "recovery.signal"), "w").close()
+    with open(os.path.join(data, "pg_hba.conf"), "w") as handle:
+        handle.write("local all all trust\n")
+    os.chmod(data, 0o700)
+    subprocess.run(["chown", "-R", lab.info["os_user"], archive, tl], check=True)
+    port = str(SCRATCH_PORT + 10)
+    opts = "-p %s -c listen_addresses=127.0.0.1 -c unix_socket_directories=%s -c hba_file=%s/pg_hba.conf" % (port, tl, data)
+    _as_postgres(lab, [os.path.join(pg_bin, "pg_ctl"), "-D", data, "-l", os.path.join(tl, "log"), "-o", opts, "-w", "start"])
+    try:
+        psql = [os.path.join(pg_bin, "psql"), "-X", "-A", "-t", "-h", tl, "-p", port, "-U", lab.info["superuser"], "-d", "appdb"]
+        wait_until(lambda: _as_postgres(lab, psql + ["-c", "select pg_is_in_recovery()"], check=False).strip() == "f",
+                   timeout=60, what="the private server to promote")
+        _as_postgres(lab, psql + ["-c", "insert into events (payload) values ('timeline-2')"])
+        first_tl2 = _as_postgres(lab, psql + ["-c", "select pg_walfile_name(pg_current_wal_lsn())"]).strip()
+        _as_postgres(lab, psql + ["-c", "select pg_switch_wal()"])
+        _as_postgres(lab, psql + ["-c", "insert into events (payload) values ('timeline-2b')"])
+        second_tl2 = _as_postgres(lab, psql + ["-c", "select pg_walfile_name(pg_current_wal_lsn())"]).strip()
+        _as_postgres(lab, psql + ["-c", "select pg_switch_wal()"])
+        wait_until(lambda: os.path.exists(os.path.join(archive, second_tl2)), timeout=30, what="timeline 2 archived")
+    finally:
+        _as_postgres(lab, [os.path.join(pg_bin, "pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop"], check=False)
+    assert first_tl2.startswith("00000002") and os.path.exists(os.path.join(archive, "00000002.history"))
+
+    res = run_module(MODULE, native_args(lab, work, wal_archive=archive, checks=["wal_continuity"]))
+    assert not res.get("failed"), res.get("msg")
+    figures = res["checks"]["wal_continuity"]["figures"]
+    assert [t["timeline"] for t in figures["timelines"]] == [1, 2]
+    assert figures["target_timeline"] == 2 and figures["last"] == second_tl2
+    # every segment number from the start is expected exactly once, on the right timeline
+    assert figures["expected"] == int(second_tl2[16:], 16) - int(figures["first"][16:], 16) + 1
+
+    os.remove(os.path.join(archive, first_tl2))
+    res = run_module(MODULE, native_args(lab, work, wal_archive=archive, checks=["wal_continuity"]))
+    assert res.get("failed") and first_tl2 in res["msg"]
+    assert res["checks"]["wal_continuity"]["figures"]["gaps"] == [{"from": first_tl2, "to": first_tl2, "count": 1}]
