@@ -321,3 +321,56 @@ def test_killed_restore_is_completed_on_rerun(lab, instant):
     with open(marker) as handle:
         assert json.load(handle)["state"] == "done"
     pg_ctl_stop(lab, args["data_dir"])
+
+
+def test_tar_backup_restore_point_and_pause(lab, instant):
+    """A compressed tar backup, a named restore point, target_action pause: the copy stays
+    read-only, paused exactly at the restore point."""
+    folder = os.path.join(lab.root, "tar-backups")
+    os.makedirs(folder)
+    shutil.chown(folder, lab.info["os_user"])
+    primary = lab.info["primary"]
+    subprocess.run(["runuser", "-u", lab.info["os_user"], "--", os.path.join(lab.info["pg_bin"], "pg_basebackup"),
+                    "-h", primary["socket_dir"], "-p", str(primary["port"]), "-U", lab.info["superuser"],
+                    "-D", os.path.join(folder, "tar-1"), "-Ft", "-z", "-X", "stream", "-c", "fast"], check=True, cwd="/")
+    lab.sql("insert into pitr_probe (written_at, phase) values (clock_timestamp(), 'point')")
+    lab.sql("select pg_create_restore_point('pitr-test-point')")
+    lab.sql("insert into pitr_probe (written_at, phase) values (clock_timestamp(), 'after-point')")
+    segment = lab.sql("select pg_walfile_name(pg_current_wal_lsn())")[0][0]
+    lab.sql("select pg_switch_wal()")
+    wait_until(lambda: os.path.exists(os.path.join(lab.info["wal_archive"], segment)), timeout=30, what="WAL archived")
+
+    args = dict(engine="native", backup_dir=folder, wal_archive=lab.info["wal_archive"], target_name="pitr-test-point",
+                target_action="pause", data_dir=os.path.join(lab.restores, "tar-point"), port=22508)
+    result = run_module(args)
+    assert result["changed"] is True and not result.get("failed"), result
+    assert result["backup"]["format"] == "tar" and result["backup"]["compression"] == "gz"
+    assert result["proof"]["stop_record"] == 'recovery stopping at restore point "pitr-test-point", time %s' % (
+        result["proof"]["stop_record"].split(", time ")[1])
+    assert [s["action"] for s in result["steps"]].count("promote") == 0
+    phases = [r[0] for r in probe_rows(lab, 22508)]
+    assert phases.count("point") == 1 and "after-point" not in phases
+    assert lab.sql("select pg_is_in_recovery()", node=22508)[0][0] is True
+    wait_until(lambda: lab.sql("select pg_get_wal_replay_pause_state()", node=22508)[0][0] == "paused", timeout=30,
+               what="paused at the restore point")
+    assert lab.sql("show archive_mode", node=22508)[0][0] == "off"
+    assert run_module(args)["changed"] is False
+    pg_ctl_stop(lab, args["data_dir"])
+
+
+def test_lsn_target_with_shutdown(lab, instant):
+    lsn = lab.sql("select pg_current_wal_insert_lsn()::text")[0][0]
+    lab.sql("insert into pitr_probe (written_at, phase) values (clock_timestamp(), 'after-lsn')")
+    segment = lab.sql("select pg_walfile_name(pg_current_wal_lsn())")[0][0]
+    lab.sql("select pg_switch_wal()")
+    wait_until(lambda: os.path.exists(os.path.join(lab.info["wal_archive"], segment)), timeout=30, what="WAL archived")
+    args = native_args(lab, "lsn-shutdown", 22509, None, target_lsn=lsn, target_action="shutdown")
+    del args["target_time"]
+    result = run_module(args)
+    assert result["changed"] is True and not result.get("failed"), result
+    assert result["proof"]["reached"] is True and "WAL location" in result["proof"]["stop_record"]
+    data_dir = args["data_dir"]
+    assert not os.path.exists(os.path.join(data_dir, "postmaster.pid"))
+    assert controldata(lab, data_dir)["Database cluster state"].strip() == "shut down in recovery"
+    assert os.path.exists(os.path.join(data_dir, "recovery.signal"))
+    assert run_module(args)["changed"] is False
