@@ -87,7 +87,13 @@ def parse_events(raw, record_id=None):
     """Events of the file (skipping lines that do not parse; verify_chain reports those)."""
     lines, _partial = split_lines(raw)
     out = []
+    needle = None
+    if record_id is not None:
+        # lines are canonical JSON: a line of this record holds exactly this text
+        needle = ('"id":%s' % json.dumps(record_id)).encode("utf-8")
     for line in lines:
+        if needle is not None and needle not in line:
+            continue
         try:
             event = json.loads(line.decode("utf-8"))
         except ValueError:
