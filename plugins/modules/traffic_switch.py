@@ -28,7 +28,8 @@ description:
     PRIMARY/SECONDARY pair), V(aws_elbv2) (a listener's default forward action or a rule's
     forward action with weighted target groups), V(kubernetes) (a Service selector, an Ingress
     backend, an Istio VirtualService's or a Gateway API HTTPRoute's weights), V(gcp_cloud_run)
-    (revision traffic split of a Cloud Run service)."
+    (revision traffic split of a Cloud Run service), V(azure_front_door) (origins of an origin
+    group enabled/disabled or weighted)."
 author:
   - resilience.dr contributors (@resilience-dr)
 extends_documentation_fragment:
@@ -36,6 +37,7 @@ extends_documentation_fragment:
   - resilience.dr.aws
   - resilience.dr.kubernetes
   - resilience.dr.gcp
+  - resilience.dr.azure
 attributes:
   check_mode:
     support: full
@@ -49,13 +51,14 @@ options:
       - The backend that routes the traffic.
     type: str
     required: true
-    choices: [haproxy, nginx, aws_route53, aws_elbv2, kubernetes, gcp_cloud_run]
+    choices: [haproxy, nginx, aws_route53, aws_elbv2, kubernetes, gcp_cloud_run, azure_front_door]
   active:
     description:
       - The one target that gets all the traffic; every other target of the backend gets none.
       - "A target is: a server of O(haproxy_backend); a key of O(nginx_servers); a record's
         set identifier (V(aws_route53)); a key of O(elbv2_target_groups); a key of O(k8s_targets)
-        or the value itself (V(kubernetes)); a revision name or V(LATEST) (V(gcp_cloud_run))."
+        or the value itself (V(kubernetes)); a revision name or V(LATEST) (V(gcp_cloud_run)); an
+        origin name (V(azure_front_door))."
       - Mutually exclusive with O(weights); one of the two is required.
     type: str
   weights:
@@ -255,12 +258,28 @@ options:
       - V(gcp_cloud_run) name of the Cloud Run service. Targets are its revision names, and
         V(LATEST) for the latest ready revision.
     type: str
+  afd_resource_group:
+    description:
+      - V(azure_front_door) resource group of the Front Door (Standard/Premium) profile.
+    type: str
+  afd_profile:
+    description:
+      - V(azure_front_door) name of the profile (C(Microsoft.Cdn/profiles)).
+    type: str
+  afd_origin_group:
+    description:
+      - V(azure_front_door) name of the origin group; its origins are the targets. An origin at
+        0 % is disabled; with O(weights), the origins that take traffic get C(weight) = percent x 10
+        and must share one priority.
+    type: str
 notes:
   - V(haproxy) and V(nginx) are tested against real HAProxy 2.6 and nginx on loopback;
     V(aws_route53) and V(aws_elbv2) are tested against moto's server only, not against AWS;
     V(kubernetes) is tested only against a local fake of the API paths it uses (GET and PUT of
     one object), not against a real cluster; V(gcp_cloud_run) only against a local fake of the
-    Cloud Run Admin API v2 (service GET, revisions list, PATCH with a long-running operation).
+    Cloud Run Admin API v2 (service GET, revisions list, PATCH with a long-running operation);
+    V(azure_front_door) only against a local fake of the Azure Resource Manager origin paths
+    (list, PATCH answered 202 with an C(Azure-AsyncOperation) to poll).
   - V(kubernetes) writes the object back whole with PUT and its C(resourceVersion), so a
     concurrent change makes the task fail instead of being overwritten.
   - V(aws_route53) with a failover pair takes O(active) only; the active set identifier becomes
@@ -386,6 +405,7 @@ completed_steps:
 
 from ansible_collections.resilience.dr.plugins.module_utils._connection import (
     aws_spec,
+    azure_spec,
     gcp_spec,
     haproxy_spec,
     kubernetes_spec,
@@ -395,7 +415,7 @@ from ansible_collections.resilience.dr.plugins.module_utils._errors import DRErr
 from ansible_collections.resilience.dr.plugins.module_utils._module import DRModule
 from ansible_collections.resilience.dr.plugins.module_utils._traffic_common import VERIFY_SPEC
 
-PROVIDERS = ["haproxy", "nginx", "aws_route53", "aws_elbv2", "kubernetes", "gcp_cloud_run"]
+PROVIDERS = ["haproxy", "nginx", "aws_route53", "aws_elbv2", "kubernetes", "gcp_cloud_run", "azure_front_door"]
 
 
 def argument_spec():
@@ -434,8 +454,11 @@ def argument_spec():
         k8s_route_index=dict(type="int", default=0),
         cloud_run_region=dict(type="str"),
         cloud_run_service=dict(type="str"),
+        afd_resource_group=dict(type="str"),
+        afd_profile=dict(type="str"),
+        afd_origin_group=dict(type="str"),
     )
-    return merge_specs(haproxy_spec(), aws_spec(), kubernetes_spec(), gcp_spec(), own)
+    return merge_specs(haproxy_spec(), aws_spec(), kubernetes_spec(), gcp_spec(), azure_spec(), own)
 
 
 def main():
@@ -452,6 +475,7 @@ def main():
             ("provider", "aws_elbv2", ("elbv2_listener_arn", "elbv2_rule_arn"), True),
             ("provider", "kubernetes", ("k8s_kind", "k8s_name")),
             ("provider", "gcp_cloud_run", ("gcp_project", "cloud_run_region", "cloud_run_service")),
+            ("provider", "azure_front_door", ("azure_subscription_id", "afd_resource_group", "afd_profile", "afd_origin_group")),
         ],
     )
     name = module.params["provider"]
@@ -471,9 +495,12 @@ def main():
         elif name == "kubernetes":
             from ansible_collections.resilience.dr.plugins.module_utils._traffic_kubernetes import KubernetesTraffic
             provider = KubernetesTraffic(module)
-        else:
+        elif name == "gcp_cloud_run":
             from ansible_collections.resilience.dr.plugins.module_utils._traffic_cloud_run import CloudRunTraffic
             provider = CloudRunTraffic(module)
+        else:
+            from ansible_collections.resilience.dr.plugins.module_utils._traffic_azure_front_door import FrontDoorTraffic
+            provider = FrontDoorTraffic(module)
     except DRError as error:
         error.msg = error.msg.rstrip() + " Nothing was changed."
         module.fail_error(error, changed=False)
