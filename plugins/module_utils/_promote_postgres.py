@@ -29,7 +29,6 @@ from ansible_collections.resilience.dr.plugins.module_utils import _time
 from ansible_collections.resilience.dr.plugins.module_utils._errors import (
     APPLY_FAILED,
     AUTH_FAILED,
-    CONNECTION_FAILED,
     DRError,
     INVALID_ARGUMENT,
     LAG_TOO_HIGH,

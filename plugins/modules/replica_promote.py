@@ -180,7 +180,7 @@ notes:
     C(pg_ctl stop), or right before promoting when not fenced) minus the replica's last replayed
     LSN. It is null when the old primary could not be read; C(data_loss_note) says why."
 author:
-  - resilience.dr contributors
+  - resilience.dr contributors (!UNKNOWN)
 """
 
 EXAMPLES = r"""
