@@ -177,6 +177,13 @@ class VerifyProvider(Provider):
         discover_seconds = round(time.monotonic() - t0, 3)
         for name in ALL_CHECKS:
             if name not in checks:
+                self.report[name] = {
+                    "status": SKIPPED,
+                    "detail": "not requested" if name in self.supported else "the %s engine does not support it" % self.params["engine"],
+                    "started_at": None,
+                    "seconds": 0.0,
+                    "figures": {},
+                }
                 continue
             started = _time.now_iso()
             t0 = time.monotonic()

@@ -337,8 +337,9 @@ failed_checks:
   sample: [wal_continuity]
 checks:
   description:
-    - One entry per check run, keyed by its name, with C(status) (V(passed), V(failed) or
-      V(skipped)), C(detail), C(started_at), C(seconds) and C(figures).
+    - One entry for each of the four checks, keyed by its name, with C(status) (V(passed), V(failed) or
+      V(skipped)), C(detail), C(started_at), C(seconds) and C(figures). A check not in O(checks), or
+      one the engine does not support, is V(skipped) and its detail says which.
   returned: always
   type: dict
   sample:

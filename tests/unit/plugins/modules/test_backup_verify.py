@@ -203,6 +203,8 @@ def test_fresh_backup_passes(captured, fake):
     assert res["backup"]["size_bytes"] == 1000 + len(LABEL % "2026-01-01 00:00:00 UTC") + 3
     assert 590 < res["backup"]["age_seconds"] < 700
     assert res["checks"]["wal_continuity"]["status"] == "passed"
+    assert res["checks"]["test_restore"] == {"status": "skipped", "detail": "not requested", "started_at": None,
+                                             "seconds": 0.0, "figures": {}}
     assert res["wal"]["newest_segment"] == "000000010000000000000006"
     assert res["checks"]["max_age"]["figures"]["newest_wal"]["segment"] == "000000010000000000000006"
     for check in res["checks"].values():
