@@ -37,6 +37,14 @@ description:
     C(failed_checks) lists the failures.
 author:
   - resilience.dr contributors (@resilience-dr)
+requirements:
+  - For O(engine=native) and O(engine=pgbackrest), on the host the module runs on, which must be the
+    host holding the backups - PostgreSQL's client and server binaries of the backup's major version
+    (C(pg_verifybackup), C(pg_ctl), C(psql)), C(pgbackrest) for O(engine=pgbackrest), and C(runuser)
+    (util-linux) and C(timeout) (coreutils). No Python library is needed for these engines.
+  - The cloud libraries below are only needed by their engine (boto3 for V(s3) and V(aws_rds));
+    V(gcp_cloudsql) needs google-auth only with O(gcp_credentials_file), V(azure_pg_flexible) needs
+    azure-identity only without O(azure_access_token).
 extends_documentation_fragment:
   - resilience.dr.aws
   - resilience.dr.gcp
