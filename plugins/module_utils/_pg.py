@@ -122,11 +122,12 @@ def connect(settings, application_name="resilience.dr", autocommit=True):
     except psycopg.Error as exc:
         code = classify(exc)
         reason = _secrets.scrub(str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc), secrets)
+        reason = reason.strip().rstrip(".")
         if code == AUTH_FAILED:
-            msg = "PostgreSQL at %s refused the login of %s: %s. Check the user, password and pg_hba.conf." % (
+            msg = "PostgreSQL at %s refused the login of %s (%s). Check the user, password and pg_hba.conf." % (
                 describe(settings), settings.get("user"), reason)
         else:
-            msg = "Cannot connect to PostgreSQL at %s: %s. Check host, port and that the server is up." % (
+            msg = "Cannot connect to PostgreSQL at %s (%s). Check host, port and that the server is up." % (
                 describe(settings), reason)
         raise DRError(code, msg, details={"server": describe(settings)})
 
