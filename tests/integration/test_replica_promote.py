@@ -2,10 +2,11 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """replica_promote, provider postgres, against real lab instances (PostgreSQL 15).
 
-Two labs come up at once: ``promote-async`` (port_base 21000, asynchronous) and
-``promote-sync`` (21100, synchronous). Tests on the async lab run in file order: the ones
-that change nothing first, then the concurrent promotion; the data-loss test then brings
-the async lab up again. Every assertion reads PostgreSQL itself (rows, pg_is_in_recovery,
+Three labs come up at once: ``promote-async`` (port_base 21000, asynchronous),
+``promote-sync`` (21100, made synchronous) and ``promote-loss`` (21200, asynchronous). Tests on
+the async lab run in file order: the ones
+that change nothing first, then the concurrent promotion; the data-loss test has its own
+lab. Every assertion reads PostgreSQL itself (rows, pg_is_in_recovery,
 read-only refusals, postmaster.pid), not only the module's answer.
 """
 
@@ -32,6 +33,8 @@ ASYNC = dict(name="promote-async", port_base=21000, synchronous=False)
 # before the replica exists, so its sample-data commit waits forever. The sync lab comes up
 # asynchronous and is made synchronous with ALTER SYSTEM once the replica streams.
 SYNC = dict(name="promote-sync", port_base=21100, synchronous=False)
+# a third, untouched async lab for the data-loss test (cheaper than bringing one up again)
+LOSS = dict(name="promote-loss", port_base=21200, synchronous=False)
 
 pytestmark = pytest.mark.skipif(not os.path.exists(os.path.join(ROOT, "playbooks", "lab.yml")),
                                 reason="the lab playbook is not there")
@@ -132,14 +135,21 @@ def make_synchronous(lab):
 
 @pytest.fixture(scope="module")
 def labs():
-    started = _up_all([ASYNC, SYNC])
+    started = _up_all([ASYNC, SYNC, LOSS])
     make_synchronous(started[SYNC["name"]])
     yield started
-    for lab in started.values():
-        try:
-            lab.down()
-        except AssertionError:
-            pass
+    threads = [threading.Thread(target=_down_quietly, args=(lab,)) for lab in started.values()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def _down_quietly(lab):
+    try:
+        lab.down()
+    except AssertionError:
+        pass
 
 
 @pytest.fixture
@@ -306,10 +316,9 @@ def test_sync_failover_with_a_writer_loses_no_acknowledged_row_and_stops_the_old
     assert again["fence"]["status"] == "skipped"
 
 
-# -- async data loss, on a fresh async lab -----------------------------------------------------
+# -- async data loss, on its own async lab -----------------------------------------------------
 def test_async_data_loss_reported_matches_the_rows_missing(labs):
-    labs[ASYNC["name"]].down()
-    lab = labs[ASYNC["name"]] = Lab.up(ASYNC["name"], port_base=ASYNC["port_base"], synchronous=False)
+    lab = labs[LOSS["name"]]
     kept = set(insert(lab, 10, "replicated"))
     wait_until(lambda: kept <= ids(lab, "replica"), what="replication")
     # cut the replica off its primary, then commit rows it will never receive
