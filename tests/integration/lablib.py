@@ -112,6 +112,9 @@ class Lab(object):
     @classmethod
     def up(cls, name="default", port_base=15000, synchronous=False, **extra):
         lab_vars = cls.vars_for(name, port_base, synchronous, **extra)
+        if os.path.exists(os.path.join(lab_vars["lab_root"], "lab.json")):
+            # a lab left behind by an interrupted run: tests start from a fresh one
+            run_playbook("playbooks/lab.yml", dict(lab_vars, lab_state="absent"))
         proc = run_playbook("playbooks/lab.yml", lab_vars)
         if proc.returncode != 0:
             raise AssertionError("lab %s did not come up:\n%s" % (name, proc.stdout[-6000:]))
