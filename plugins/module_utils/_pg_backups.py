@@ -890,9 +890,14 @@ class ScratchInstance(object):
                       details={"last_error": last_error, "log_tail": self.log_tail()})
 
     def promote(self, timeout=60):
-        """``pg_promote(wait => false)`` and a tight poll until the server is out of
-        recovery (``wait => true`` polls every 100 ms on the server side)."""
-        self.query("select pg_promote(false)")
+        """Promote and poll tightly until the server is out of recovery.
+
+        Paused at a recovery target, ``pg_wal_replay_resume()`` ends recovery and promotes
+        at once: a paused startup process only looks at a promote request once a second
+        (measured here: ``pg_promote`` took 1.0-1.2 s from the pause, resume ~0.1 s).
+        Otherwise ``pg_promote(wait => false)`` (``wait => true`` polls every 100 ms)."""
+        paused = self.query("select pg_is_in_recovery() and pg_get_wal_replay_pause_state() = 'paused'")[0][0] == "t"
+        self.query("select pg_wal_replay_resume()" if paused else "select pg_promote(false)")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.query("select pg_is_in_recovery()")[0][0] == "f":

@@ -50,9 +50,12 @@ options:
       - V(pgbackrest) - a pgBackRest stanza; the backup set is chosen by this module and
         passed to C(pgbackrest restore --set).
       - V(aws_rds) - C(RestoreDBInstanceToPointInTime) of an RDS instance into a new one.
+      - V(gcp_cloudsql) - clone of a Cloud SQL instance with C(cloneContext.pointInTime).
+      - V(azure_pg_flexible) - point-in-time restore of an Azure Database for PostgreSQL
+        flexible server into a new server (C(createMode=PointInTimeRestore)).
     type: str
     required: true
-    choices: [native, pgbackrest, aws_rds]
+    choices: [native, pgbackrest, aws_rds, gcp_cloudsql, azure_pg_flexible]
   target_time:
     description:
       - Restore up to this moment, ISO 8601 with a zone (V(2026-01-15T10:15:00Z),
@@ -207,13 +210,19 @@ options:
     default: 1h
   source_db_instance:
     description:
-      - O(engine=aws_rds) - identifier of the RDS instance whose backups are used.
+      - Cloud engines - name of the RDS instance, Cloud SQL instance or flexible server
+        whose backups are used.
     type: str
   target_db_instance:
     description:
-      - O(engine=aws_rds) - identifier of the new instance to create. An existing instance
-        that this module restored with the same source and target is C(changed=false); any
-        other existing instance is refused.
+      - Cloud engines - name of the new instance or server to create. An existing one that
+        this module restored with the same source and target (recognised by its tags or
+        labels) is C(changed=false); any other existing one is refused.
+      - Only O(target_time) and O(latest), and only O(target_action=promote).
+    type: str
+  resource_group:
+    description:
+      - O(engine=azure_pg_flexible) - resource group of the source and the new server.
     type: str
   db_instance_class:
     description:
@@ -226,6 +235,8 @@ options:
     default: true
 extends_documentation_fragment:
   - resilience.dr.aws
+  - resilience.dr.gcp
+  - resilience.dr.azure
 attributes:
   check_mode:
     support: full
@@ -236,7 +247,10 @@ attributes:
 notes:
   - Run as root (the module switches to O(os_user) with C(runuser)) or as O(os_user) itself.
   - The V(native) and V(pgbackrest) engines are tested against real PostgreSQL 15 and pgBackRest
-    2.45. The V(aws_rds) engine is tested against moto's server only.
+    2.45. The V(aws_rds) engine is tested against moto's server and botocore's Stubber only;
+    V(gcp_cloudsql) and V(azure_pg_flexible) only against local HTTP fakes of the REST calls
+    they make (no emulator exists), not against the real services.
+  - Engine V(barman) is not implemented yet.
   - A backup's end time comes from the C(.backup) history file in the WAL archive, else from
     the C(backup_manifest)'s modification time.
   - The restored cluster's WAL continuity check covers the segments from the backup's start to
@@ -275,6 +289,23 @@ EXAMPLES = r"""
     data_dir: /srv/pg/restore
     port: 5499
   check_mode: true
+
+- name: Cloud SQL clone at a point in time
+  resilience.dr.pg_pitr_restore:
+    engine: gcp_cloudsql
+    gcp_project: shop-prod
+    source_db_instance: orders
+    target_db_instance: orders-restore-0115
+    target_time: "2026-01-15T10:14:00Z"
+
+- name: Azure flexible server point-in-time restore into a new server
+  resilience.dr.pg_pitr_restore:
+    engine: azure_pg_flexible
+    azure_subscription_id: 00000000-0000-0000-0000-000000000000
+    resource_group: rg-shop
+    source_db_instance: orders-pg
+    target_db_instance: orders-pg-restore
+    target_time: "2026-01-15T10:14:00Z"
 
 - name: RDS point-in-time restore into a new instance
   resilience.dr.pg_pitr_restore:
@@ -364,20 +395,22 @@ restored_at:
   returned: when already restored
   type: str
 db_instance:
-  description: O(engine=aws_rds) - the new instance (identifier, status, endpoint, restore time asked).
-  returned: engine aws_rds
+  description: Cloud engines - the new instance (identifier, status, endpoint, the source and target it was restored from/to).
+  returned: cloud engines
   type: dict
 """
 
-from ansible_collections.resilience.dr.plugins.module_utils._connection import aws_spec, merge_specs
+from ansible_collections.resilience.dr.plugins.module_utils._connection import aws_spec, azure_spec, gcp_spec, merge_specs
 from ansible_collections.resilience.dr.plugins.module_utils._module import DRModule
 
 
 def argument_spec():
     return merge_specs(
         aws_spec(),
+        gcp_spec(),
+        azure_spec(),
         dict(
-            engine=dict(type="str", required=True, choices=["native", "pgbackrest", "aws_rds"]),
+            engine=dict(type="str", required=True, choices=["native", "pgbackrest", "aws_rds", "gcp_cloudsql", "azure_pg_flexible"]),
             target_time=dict(type="str"),
             target_lsn=dict(type="str"),
             target_xid=dict(type="str"),
@@ -409,6 +442,7 @@ def argument_spec():
             source_db_instance=dict(type="str"),
             target_db_instance=dict(type="str"),
             db_instance_class=dict(type="str"),
+            resource_group=dict(type="str"),
             wait=dict(type="bool", default=True),
         ),
     )
@@ -424,6 +458,8 @@ def main():
             ["engine", "native", ["backup_dir", "wal_archive", "data_dir", "port"]],
             ["engine", "pgbackrest", ["stanza", "data_dir", "port"]],
             ["engine", "aws_rds", ["source_db_instance", "target_db_instance"]],
+            ["engine", "gcp_cloudsql", ["source_db_instance", "target_db_instance"]],
+            ["engine", "azure_pg_flexible", ["source_db_instance", "target_db_instance", "resource_group"]],
         ],
     )
     engine = module.params["engine"]
@@ -434,9 +470,15 @@ def main():
         elif engine == "pgbackrest":
             from ansible_collections.resilience.dr.plugins.module_utils._pitr_pgbackrest import PgBackRestRestore
             provider = PgBackRestRestore(module)
-        else:
+        elif engine == "aws_rds":
             from ansible_collections.resilience.dr.plugins.module_utils._pitr_aws_rds import RdsPitrRestore
             provider = RdsPitrRestore(module)
+        elif engine == "gcp_cloudsql":
+            from ansible_collections.resilience.dr.plugins.module_utils._pitr_cloud import CloudSqlPitr
+            provider = CloudSqlPitr(module)
+        else:
+            from ansible_collections.resilience.dr.plugins.module_utils._pitr_cloud import AzureFlexiblePitr
+            provider = AzureFlexiblePitr(module)
     except Exception as exc:  # pylint: disable=broad-except
         from ansible_collections.resilience.dr.plugins.module_utils._errors import DRError
         if isinstance(exc, DRError):
