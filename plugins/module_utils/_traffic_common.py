@@ -292,6 +292,8 @@ class TrafficProvider(Provider):
         return after
 
     def on_failure(self, current, done_steps, error):
+        error.details.setdefault("previous", self.result.get("previous"))
+        error.details.setdefault("undo", self.result.get("undo"))
         if not self.params.get("revert_on_failure", True):
             return None
         self.restore(current)

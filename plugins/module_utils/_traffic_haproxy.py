@@ -205,6 +205,21 @@ class HAProxyTraffic(TrafficProvider):
             steps.append(Step("save_server_state", self.params["haproxy_state_file"], run=self._save_state))
         return steps
 
+    def predict(self, current, steps):
+        after = super(HAProxyTraffic, self).predict(current, steps)
+        detail = dict((n, dict(d)) for n, d in current["detail"].items())
+        for step in steps:
+            name = step.target.split("/", 1)[1] if step.target and "/" in step.target else None
+            if name in detail and "weight" in step.detail:
+                detail[name]["weight"] = step.detail["weight"]
+            if name in detail and "state" in step.detail:
+                detail[name]["state"] = step.detail["state"]
+        for row in detail.values():  # admin_state and operational_state are known once applied
+            row.pop("admin_state", None)
+            row.pop("operational_state", None)
+        after["detail"] = detail
+        return after
+
     # -- acting -------------------------------------------------------------------------
     def _set(self, kind, server, value):
         if kind == "weight":

@@ -343,7 +343,7 @@ EXAMPLES = r"""
 RETURN = r"""
 previous:
   description: Routing before the change, as percent per target.
-  returned: always, unless the arguments were invalid
+  returned: always, unless the arguments were invalid or the routing could not be read
   type: dict
   sample: {blue: 100, green: 0}
 routing:
@@ -393,7 +393,9 @@ error:
   returned: on failure
   type: str
 reverted:
-  description: Whether the completed steps were reverted after a failure.
+  description:
+    - Whether the completed steps were reverted after a failure. When the switch was applied
+      and then failed, RV(previous) and RV(undo) are returned beside it.
   returned: on failure after a change
   type: bool
 completed_steps:

@@ -219,6 +219,8 @@ def test_haproxy_check_mode_then_apply_same_steps(captured, fake_haproxy):
     assert writes(fake_haproxy) == []
     assert check["diff"]["before"]["routing"] == {"blue": 100, "green": 0}
     assert check["diff"]["after"]["routing"] == {"blue": 0, "green": 100}
+    assert check["diff"]["after"]["detail"]["blue"]["state"] == "maint"
+    assert check["diff"]["after"]["detail"]["green"]["state"] == "ready"
     fake_haproxy.drain_sessions = [3, 2, 1, 0]
     kind, result = run(hap(fake_haproxy, active="green", drain=True))
     assert kind == "exit", result
@@ -291,6 +293,7 @@ def test_haproxy_verify_failure_reverts(captured, fake_haproxy, httpserver):
     kind, result = run(hap(fake_haproxy, active="green", revert_on_failure=False,
                            verify={"url": httpserver.url_for("/"), "body_regex": "green", "retries": 0}))
     assert kind == "fail" and result.get("reverted") is None and result["changed"] is True
+    assert result["undo"]["active"] == "blue" and result["previous"] == {"blue": 100, "green": 0}
     assert fake_haproxy.servers["blue"]["admin"] & 0x01 and fake_haproxy.servers["green"]["admin"] == 4
 
 
