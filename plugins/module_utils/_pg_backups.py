@@ -880,6 +880,9 @@ class ScratchInstance(object):
                 except DRError as exc:
                     last_error = exc.msg
                     facts = None
+                    if "role" in exc.msg and "does not exist" in exc.msg:
+                        raise DRError(PRECONDITION_FAILED, "The restored cluster has no role %s to query it with; set pg_login_user to "
+                                      "one of its superusers." % self.login_user, details={"error": exc.msg})
                 if facts is not None:
                     if not facts["in_recovery"]:
                         return {"state": "promoted", "facts": facts, "seconds": round(time.monotonic() - started, 3)}

@@ -374,3 +374,15 @@ def test_lsn_target_with_shutdown(lab, instant):
     assert controldata(lab, data_dir)["Database cluster state"].strip() == "shut down in recovery"
     assert os.path.exists(os.path.join(data_dir, "recovery.signal"))
     assert run_module(args)["changed"] is False
+
+
+def test_latest_replays_the_whole_archive(lab, instant):
+    args = native_args(lab, "latest", 22510, None, latest=True)
+    del args["target_time"]
+    result = run_module(args)
+    assert result["changed"] is True and not result.get("failed"), result
+    assert result["proof"]["state"] == "promoted" and "promote" not in [s["action"] for s in result["steps"]]
+    phases = [r[0] for r in probe_rows(lab, 22510)]
+    assert phases.count("before") == BEFORE_ROWS and phases.count("after") == AFTER_ROWS
+    assert lab.sql("select pg_is_in_recovery()", node=22510)[0][0] is False
+    pg_ctl_stop(lab, args["data_dir"])
