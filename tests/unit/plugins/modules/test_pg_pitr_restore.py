@@ -362,3 +362,36 @@ def test_rds_request_carries_the_utc_restore_time(captured, monkeypatch):
     assert out.kind == "exit", out.payload
     assert out.payload["changed"] is True and out.payload["db_instance"]["restored_from"] == "orders"
     stub.assert_no_pending_responses()
+
+
+def _pgbackrest_provider(monkeypatch, **params):
+    from ansible_collections.resilience.dr.plugins.module_utils._pitr_pgbackrest import PgBackRestRestore
+
+    class FakeModule(object):
+        def __init__(self, params):
+            self.params = params
+
+        def secret_values(self):
+            return []
+
+    base = {"engine": "pgbackrest", "stanza": "lab", "pgbackrest_config": "/etc/pgbackrest.conf", "data_dir": "/srv/r", "port": 22598,
+            "target_inclusive": True, "target_action": "promote", "delta": False}
+    base.update(params)
+    return PgBackRestRestore(FakeModule(base))
+
+
+def test_pgbackrest_restore_argv(monkeypatch):
+    backup = {"label": "20260115-100000F"}
+    argv = _pgbackrest_provider(monkeypatch, target_time="2026-01-15T12:00:00+02:00", target_inclusive=False).restore_argv(backup)
+    assert argv[-1] == "restore"
+    assert "--set=20260115-100000F" in argv and "--type=time" in argv and "--target=2026-01-15 10:00:00.000000+00" in argv
+    assert "--target-action=pause" in argv and "--target-exclusive" in argv and "--archive-mode=off" in argv
+    assert "--pg1-path=/srv/r" in argv and "--delta" not in argv
+    argv = _pgbackrest_provider(monkeypatch, latest=True, delta=True).restore_argv(backup)
+    assert "--type=default" in argv and "--delta" in argv and not [a for a in argv if a.startswith("--target")]
+
+
+def test_cloud_label_values():
+    from ansible_collections.resilience.dr.plugins.module_utils._pitr_cloud import label_value
+    assert label_value("2026-01-15T10:14:00.000Z") == "2026-01-15t10-14-00-000z"
+    assert label_value("Orders.Prod") == "orders-prod" and len(label_value("x" * 100)) == 63
