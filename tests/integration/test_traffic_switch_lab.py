@@ -210,7 +210,6 @@ def test_haproxy_bad_input_changes_nothing(lab):
     cases = [
         (hap_args(lab, weights={"blue": 90, "green": 20}), "INVALID_ARGUMENT", "sum to 110"),
         (hap_args(lab, active="red"), "NOT_FOUND", "red"),
-        (hap_args(lab, weights={"blue": 50, "red": 50}), "NOT_FOUND", "red"),
         (hap_args(lab, haproxy_backend="nope", active="green"), "NOT_FOUND", "nope"),
         (hap_args(lab, haproxy_socket="127.0.0.1:%d" % UNUSED_PORT, active="green"), "CONNECTION_FAILED", str(UNUSED_PORT)),
         (hap_args(lab, haproxy_socket="/nonexistent/haproxy.sock", active="green"), "CONNECTION_FAILED", "/nonexistent"),

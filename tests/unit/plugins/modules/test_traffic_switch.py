@@ -142,7 +142,7 @@ class FakeHAProxy(threading.Thread):
         words = line.split()
         self.log.append(line)
         if line.startswith("show servers state"):
-            if words[3] != "web":
+            if len(words) > 3 and words[3] != "web":
                 return "Can't find backend.\n"
             rows = ["1", HEADER]
             for sid, (name, srv) in enumerate(sorted(self.servers.items()), 1):
@@ -239,6 +239,20 @@ def test_haproxy_check_mode_then_apply_same_steps(captured, fake_haproxy):
     fake_haproxy.log[:] = []
     kind, again = run(hap(fake_haproxy, active="green", drain=True))
     assert kind == "exit" and again["changed"] is False and writes(fake_haproxy) == []
+
+
+def test_haproxy_state_file_written_after_change(captured, fake_haproxy, tmp_path):
+    path = tmp_path / "server-state"
+    kind, result = run(hap(fake_haproxy, active="green", haproxy_state_file=str(path)))
+    assert kind == "exit", result
+    assert result["steps"][-1]["action"] == "save_server_state"
+    lines = path.read_text().splitlines()
+    assert lines[0] == "1" and lines[1].startswith("# be_id")
+    rows = dict((line.split()[3], line.split()) for line in lines[2:] if line.strip())
+    assert rows["green"][6] == "4" and rows["blue"][6] == "1"  # srv_admin_state as HAProxy reported it
+    path.unlink()
+    kind, again = run(hap(fake_haproxy, active="green", haproxy_state_file=str(path)))
+    assert again["changed"] is False and not path.exists()
 
 
 def test_haproxy_drain_timeout_still_takes_server_out(captured, fake_haproxy):
