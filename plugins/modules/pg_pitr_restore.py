@@ -195,8 +195,9 @@ options:
     description:
       - Extra or changed settings used only while WAL is replayed, merged over the defaults
         C(recovery_prefetch=on), C(maintenance_io_concurrency=64), C(wal_decode_buffer_size=2MB),
-        C(recovery_init_sync_method=syncfs), C(shared_buffers=512MB), C(max_wal_size=8GB),
-        C(checkpoint_timeout=1h). A null value drops a default.
+        C(recovery_init_sync_method=syncfs), C(max_wal_size=8GB), C(checkpoint_timeout=1h).
+        A null value drops a default. A bigger C(shared_buffers) can be added here; it is not a
+        default because the end-of-recovery checkpoint then has more to write.
     type: dict
   replay_settings_enabled:
     description:
