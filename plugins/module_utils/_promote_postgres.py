@@ -234,6 +234,7 @@ class PostgresPromote(Provider):
         self.primary_last_lsn_source = None
         self.lag_at_promotion = None
         self.wait_result = None
+        self._promote_requested = None
         self.max_lag = self.replay_timeout = self.promote_timeout = self.fence_timeout = None
         self.pg_ctl = None
 
@@ -409,8 +410,9 @@ class PostgresPromote(Provider):
             if self.params["wait_for_replay"]:
                 steps.append(Step("wait_for_replay", target, run=self._wait_for_replay,
                                   timeout_seconds=self.replay_timeout))
-            steps.append(Step("promote", target, run=self._promote, sql=SQL_PROMOTE,
-                              timeout_seconds=self.promote_timeout))
+            steps.append(Step("promote", target, run=self._promote, sql=SQL_PROMOTE))
+            steps.append(Step("wait_for_promotion", target, run=self._wait_for_promotion,
+                              sql="SELECT pg_is_in_recovery()", timeout_seconds=self.promote_timeout))
             if self.params["verify_write"]:
                 steps.append(Step("verify_write", target, run=self._verify_write, table=self.params["verify_table"]))
         return steps
@@ -496,14 +498,18 @@ class PostgresPromote(Provider):
         lag = _lag(dict(pos), primary_lsn)
         self.lag_at_promotion = {"bytes": lag["bytes"], "seconds": lag["seconds"],
                                  "replay_lsn": pos["replay_lsn"], "receive_lsn": pos["receive_lsn"]}
-        start = time.monotonic()
         self.replica.promote()
+        self._promote_requested = time.monotonic()
+        return {"lag_at_promotion": self.lag_at_promotion}
+
+    def _wait_for_promotion(self):
+        start = self._promote_requested or time.monotonic()
         while self.replica.in_recovery():
             if time.monotonic() - start > self.promote_timeout:
                 raise DRError(TIMEOUT, "The replica was asked to promote but was still in recovery after "
                               "promote_timeout %s; check its log." % self.params["promote_timeout"])
             time.sleep(0.01)
-        return {"promote_seconds": round(time.monotonic() - start, 3), "lag_at_promotion": self.lag_at_promotion}
+        return {"promote_seconds": round(time.monotonic() - start, 3)}
 
     def _verify_write(self):
         note = "replica_promote %s" % _time.now_iso()

@@ -28,9 +28,13 @@ description:
   - "Steps of O(provider=postgres), in order: C(resume_replay) (only when replay is paused and
     O(wait_for_replay) is set), C(fence_read_only) or C(fence_stop) (only when the old primary
     is reachable and not fenced yet), C(wait_for_replay), C(promote)
-    (C(pg_promote(wait => false)) and a tight poll of C(pg_is_in_recovery())), C(verify_write).
+    (C(pg_promote(wait => false))), C(wait_for_promotion) (a tight poll of
+    C(pg_is_in_recovery())), C(verify_write).
     The old primary is fenced before waiting for replay, so that everything it committed
     before the fence is replayed before the promotion."
+  - "Steps of O(provider=aws_rds): C(promote_read_replica) then C(wait_available) (the
+    C(db_instance_available) waiter); for Aurora C(failover_db_cluster) then C(wait_for_writer)
+    (polls C(describe_db_clusters) until the target is the writer and the cluster available)."
   - When a step fails before C(promote), a read-only fence and a resumed replay are put back;
     a stopped primary is left stopped. After C(promote) nothing is reverted.
   - If the replica is already a primary but the old primary is reachable and still writable
@@ -39,10 +43,16 @@ options:
   provider:
     description:
       - Where the replica lives.
-      - C(postgres) is tested against real PostgreSQL 15 servers.
+      - C(postgres) (self-managed streaming replica) is tested against real PostgreSQL 15 servers.
+      - C(aws_rds) promotes an RDS read replica (O(db_instance_identifier)) or fails an Aurora
+        cluster (O(db_cluster_identifier)) over to O(db_instance_identifier). Tested against
+        moto's server and botocore's Stubber only (see notes).
+      - C(gcp_cloudsql) promotes a Cloud SQL read replica (C(promoteReplica)) or fails a
+        regional instance over to its standby zone (C(failover)) through the Cloud SQL Admin API.
+        Tested against a local fake of that API only (see notes).
     type: str
     required: true
-    choices: [postgres]
+    choices: [postgres, aws_rds, gcp_cloudsql]
   fence:
     description:
       - How to fence the old primary before promoting, when it is reachable.
@@ -54,9 +64,11 @@ options:
         O(primary_data_dir) and only works where the module runs on the old primary's host.
       - C(none) leaves the old primary alone.
       - An unreachable old primary is not fenced (see O(require_fence)).
+      - O(provider=postgres) only; defaults to C(read_only) there. The cloud providers fence
+        through their own API (a promoted RDS replica stops replicating; Aurora demotes the old
+        writer).
     type: str
     choices: [read_only, stop, none]
-    default: read_only
   require_fence:
     description:
       - Refuse to promote (C(PRECONDITION_FAILED)) when O(fence) is not C(none) and the old
@@ -115,10 +127,56 @@ options:
   max_lag:
     description:
       - Largest replay lag in time (a duration such as C(30s), C(5m)) promoted without
-        O(allow_data_loss). Measured as C(now() - pg_last_xact_replay_timestamp()), and 0 when
+        O(allow_data_loss).
+      - O(provider=postgres) measures C(now() - pg_last_xact_replay_timestamp()), and 0 when
         everything received is replayed.
+      - O(provider=aws_rds) takes the largest CloudWatch C(ReplicaLag) (RDS, seconds) or
+        C(AuroraReplicaLag) (Aurora, milliseconds) of O(db_instance_identifier) in the last
+        O(lag_window). No datapoint (lag unknown) or a C(ReplicaLag) of -1 (replication not
+        running) is refused like a lag that is too high.
     type: str
     default: 30s
+  lag_window:
+    description:
+      - O(provider=aws_rds) and O(provider=gcp_cloudsql) - how far back the lag metric is read
+        (a duration, at least 60s).
+    type: str
+    default: 5m
+  db_instance_identifier:
+    description:
+      - O(provider=aws_rds) - the RDS read replica to promote, or with O(db_cluster_identifier)
+        the Aurora instance to make the writer.
+    type: str
+  db_cluster_identifier:
+    description:
+      - O(provider=aws_rds) - the Aurora cluster to fail over (C(failover_db_cluster)) to
+        O(db_instance_identifier).
+    type: str
+  cloudsql_instance:
+    description:
+      - O(provider=gcp_cloudsql) - the Cloud SQL read replica to promote, or with
+        O(cloudsql_mode=ha_failover) the regional instance to fail over. The project is O(gcp_project).
+    type: str
+  cloudsql_mode:
+    description:
+      - O(provider=gcp_cloudsql) - C(promote_replica) (C(instances.promoteReplica); the lag guard
+        reads the Cloud Monitoring metric C(cloudsql.googleapis.com/database/replication/replica_lag),
+        seconds, with the same rules as for RDS) or C(ha_failover) (C(instances.failover) of a
+        C(REGIONAL) instance to its standby zone; no lag guard, the standby is synchronous).
+    type: str
+    choices: [promote_replica, ha_failover]
+    default: promote_replica
+  cloudsql_target_zone:
+    description:
+      - O(provider=gcp_cloudsql) with O(cloudsql_mode=ha_failover) - the zone that should serve
+        afterwards; when the instance already serves from it nothing is done, so a re-run does
+        not fail back. Required with C(ha_failover).
+    type: str
+  backup_retention_period:
+    description:
+      - O(provider=aws_rds) - days of automated backups for the promoted RDS instance
+        (C(BackupRetentionPeriod) of C(promote_read_replica)).
+    type: int
   require_streaming:
     description:
       - Also refuse (C(LAG_TOO_HIGH)) when the replica's WAL receiver is not C(streaming). Off
@@ -152,7 +210,8 @@ options:
     default: 5m
   promote_timeout:
     description:
-      - How long to wait for the replica to leave recovery after C(pg_promote()).
+      - How long to wait for the replica to leave recovery after C(pg_promote()), for the RDS
+        instance to be C(available) again, or for the Aurora target to be the writer.
     type: str
     default: 60s
   fence_timeout:
@@ -172,8 +231,22 @@ options:
     default: resilience_dr_promote_check
 extends_documentation_fragment:
   - resilience.dr.postgres
+  - resilience.dr.aws
+  - resilience.dr.gcp
 notes:
-  - "O(provider=postgres): the C(pg_*) options address the replica to promote."
+  - "O(provider=postgres): the C(pg_*) options address the replica to promote. Options of one
+    provider given with another provider are refused (C(INVALID_ARGUMENT))."
+  - "O(provider=aws_rds) was verified only against moto's server (promote_read_replica with the
+    C(db_instance_available) waiter, Aurora C(failover_db_cluster), CloudWatch metrics put into
+    moto) and botocore's Stubber (an already promoted replica, a C(modifying) one, C(ReplicaLag)
+    -1), never against real AWS. Its concurrency guard is the instance or cluster status (a
+    C(modifying) or C(failing-over) one gives C(LOCKED)); C(data_loss_bytes) is always null."
+  - "O(provider=gcp_cloudsql) was verified only against a local HTTP fake of the Cloud SQL Admin
+    API v1 and Cloud Monitoring v3 (instances.get, instances.promoteReplica, instances.failover,
+    operations.list/get, timeSeries.list) that checks the bearer token and the requests; never
+    against Google Cloud. O(gcp_endpoint) replaces both C(https://sqladmin.googleapis.com) and
+    C(https://monitoring.googleapis.com). An instance with a C(PENDING) or C(RUNNING) operation
+    is refused with C(LOCKED); C(data_loss_bytes) is always null."
   - "The lock is a session advisory lock on the replica: it protects against two runs of this
     module against the same replica, not against a promotion by other tools."
   - "C(data_loss_bytes) is the old primary's last LSN (read after fencing, or right before
@@ -201,6 +274,36 @@ EXAMPLES = r"""
     pg_login_password: "{{ vault_pg_password }}"
     allow_data_loss: true
     reason: "INC-4211 region eu-west-1 lost"
+
+- name: Promote an RDS read replica in the DR region when CloudWatch says it is less than a minute behind
+  resilience.dr.replica_promote:
+    provider: aws_rds
+    aws_region: eu-central-1
+    db_instance_identifier: orders-replica-fra
+    max_lag: 60s
+    backup_retention_period: 7
+
+- name: Fail an Aurora cluster over to a chosen reader
+  resilience.dr.replica_promote:
+    provider: aws_rds
+    aws_region: us-east-1
+    db_cluster_identifier: orders
+    db_instance_identifier: orders-instance-2
+
+- name: Promote a Cloud SQL cross-region replica
+  resilience.dr.replica_promote:
+    provider: gcp_cloudsql
+    gcp_project: shop-prod
+    cloudsql_instance: orders-replica-europe-west1
+    max_lag: 60s
+
+- name: Cloud SQL HA failover to the standby zone
+  resilience.dr.replica_promote:
+    provider: gcp_cloudsql
+    gcp_project: shop-prod
+    cloudsql_instance: orders
+    cloudsql_mode: ha_failover
+    cloudsql_target_zone: europe-west1-c
 
 - name: Planned switchover on one host, stopping the old primary
   resilience.dr.replica_promote:
@@ -250,54 +353,60 @@ provider:
   type: str
 replica_target:
   description: The replica as C(host:port/database).
-  returned: always
+  returned: O(provider=postgres)
+  type: str
+mode:
+  description: C(promote_read_replica) or C(aurora_failover) (aws_rds); C(promote_replica) or C(ha_failover) (gcp_cloudsql).
+  returned: O(provider=aws_rds) and O(provider=gcp_cloudsql)
   type: str
 promoted:
   description: Whether this run promoted the replica.
   returned: always
   type: bool
 already_primary:
-  description: The replica was no longer in recovery when the run started.
+  description: The replica was no longer a replica (in recovery / with a source / a reader) when the run started.
   returned: always
   type: bool
 lsn_before:
   description: Replayed LSN of the replica before (its current LSN when already a primary).
-  returned: always
+  returned: O(provider=postgres)
   type: str
 lsn_after:
   description: Current WAL LSN of the promoted server.
-  returned: always
+  returned: O(provider=postgres)
   type: str
 timeline_before:
   description: Timeline of the replica before.
-  returned: always
+  returned: O(provider=postgres)
   type: int
 timeline_after:
   description: Timeline after the promotion (one more than before).
-  returned: always
+  returned: O(provider=postgres)
   type: int
 lag:
   description:
-    - Lag measured by the preflight - C(bytes), C(bytes_unreplayed), C(bytes_behind_primary),
-      C(seconds), the limits, C(within_limits) and C(overridden) (by O(allow_data_loss)).
-  returned: when the replica was in recovery
+    - Lag measured by the preflight - for O(provider=postgres) C(bytes), C(bytes_unreplayed),
+      C(bytes_behind_primary), C(seconds), the limits; for O(provider=aws_rds) C(metric),
+      C(seconds), C(latest_seconds), C(datapoints), C(window_seconds); always C(within_limits)
+      and C(overridden) (by O(allow_data_loss)).
+  returned: when the replica was still a replica
   type: dict
 lag_at_promotion:
   description: C(bytes), C(seconds), C(replay_lsn) and C(receive_lsn) measured right before C(pg_promote).
-  returned: when promoted
+  returned: when promoted by O(provider=postgres)
   type: dict
 replayed_lsn_at_promotion:
   description: Last LSN replayed by the replica before it left recovery.
-  returned: when promoted
+  returned: when promoted by O(provider=postgres)
   type: str
 old_primary_last_lsn:
   description: Last LSN read on the old primary (null when it could not be read).
-  returned: when promoted
+  returned: when promoted by O(provider=postgres)
   type: str
 data_loss_bytes:
   description:
     - Old primary's last LSN minus the replica's last replayed LSN, at least 0. Null when the old
-      primary could not be read (see C(data_loss_note)).
+      primary could not be read (see C(data_loss_note)), and always for the cloud providers.
   returned: always
   type: int
 data_loss_note:
@@ -312,7 +421,7 @@ fence:
   description:
     - C(mode), C(target), C(status) (C(fenced), C(planned), C(already_fenced), C(skipped),
       C(not_needed), C(not_requested)), C(reason) and C(result) of the fence step.
-  returned: always
+  returned: O(provider=postgres)
   type: dict
 verify_write:
   description: C(table), C(id), C(written_at), C(read_back) of the test row.
@@ -326,6 +435,10 @@ reason:
   description: The O(reason) given.
   returned: always
   type: str
+warnings_detail:
+  description: O(provider=aws_rds) - what looked odd after a promotion that otherwise verified.
+  returned: sometimes
+  type: str
 error:
   description:
     - Stable error code on failure - C(LAG_TOO_HIGH), C(LOCKED), C(CONNECTION_FAILED),
@@ -335,14 +448,31 @@ error:
   type: str
 """
 
-from ansible_collections.resilience.dr.plugins.module_utils._connection import merge_specs, postgres_spec
+from ansible_collections.resilience.dr.plugins.module_utils._connection import aws_spec, gcp_spec, merge_specs, postgres_spec
 from ansible_collections.resilience.dr.plugins.module_utils._module import DRModule
+
+PROVIDERS = ["postgres", "aws_rds", "gcp_cloudsql"]
+_PG_ONLY = ["fence", "require_fence", "primary_login_host", "primary_port", "primary_login_user",
+            "primary_login_password", "primary_database", "primary_connect_timeout", "primary_data_dir",
+            "primary_os_user", "pg_bin_dir", "max_lag_bytes", "require_streaming", "wait_for_replay",
+            "replay_timeout", "fence_timeout", "verify_write", "verify_table"]
+#: option -> the providers it means something for (refused with another one)
+ONLY_FOR = dict((name, ("postgres",)) for name in _PG_ONLY)
+ONLY_FOR.update({
+    "db_instance_identifier": ("aws_rds",),
+    "db_cluster_identifier": ("aws_rds",),
+    "backup_retention_period": ("aws_rds",),
+    "lag_window": ("aws_rds", "gcp_cloudsql"),
+    "cloudsql_instance": ("gcp_cloudsql",),
+    "cloudsql_mode": ("gcp_cloudsql",),
+    "cloudsql_target_zone": ("gcp_cloudsql",),
+})
 
 
 def argument_spec():
     own = dict(
-        provider=dict(type="str", required=True, choices=["postgres"]),
-        fence=dict(type="str", default="read_only", choices=["read_only", "stop", "none"]),
+        provider=dict(type="str", required=True, choices=PROVIDERS),
+        fence=dict(type="str", choices=["read_only", "stop", "none"]),
         require_fence=dict(type="bool", default=False),
         primary_login_host=dict(type="str"),
         primary_port=dict(type="int"),
@@ -364,8 +494,27 @@ def argument_spec():
         fence_timeout=dict(type="str", default="60s"),
         verify_write=dict(type="bool", default=False),
         verify_table=dict(type="str", default="resilience_dr_promote_check"),
+        lag_window=dict(type="str", default="5m"),
+        db_instance_identifier=dict(type="str"),
+        db_cluster_identifier=dict(type="str"),
+        backup_retention_period=dict(type="int"),
+        cloudsql_instance=dict(type="str"),
+        cloudsql_mode=dict(type="str", default="promote_replica", choices=["promote_replica", "ha_failover"]),
+        cloudsql_target_zone=dict(type="str"),
     )
-    return merge_specs(postgres_spec(), own)
+    return merge_specs(postgres_spec(), aws_spec(), gcp_spec(), own)
+
+
+def foreign_options(module):
+    """Options of another provider that were given (not left at their default)."""
+    chosen = module.params["provider"]
+    given = []
+    for name, providers in ONLY_FOR.items():
+        if chosen in providers:
+            continue
+        if module.params.get(name) is not None and module.params.get(name) != module.argument_spec[name].get("default"):
+            given.append(name)
+    return sorted(given)
 
 
 def main():
@@ -378,9 +527,21 @@ def main():
         ],
     )
     provider_name = module.params["provider"]
+    foreign = foreign_options(module)
+    if foreign:
+        module.fail_json(msg="Option(s) %s do not apply to provider %s; remove them. Nothing was changed."
+                         % (", ".join(foreign), provider_name), error="INVALID_ARGUMENT", changed=False)
     if provider_name == "postgres":
+        if module.params["fence"] is None:
+            module.params["fence"] = "read_only"
         from ansible_collections.resilience.dr.plugins.module_utils._promote_postgres import PostgresPromote
         provider = PostgresPromote(module)
+    elif provider_name == "aws_rds":
+        from ansible_collections.resilience.dr.plugins.module_utils._promote_aws_rds import AwsRdsPromote
+        provider = AwsRdsPromote(module)
+    elif provider_name == "gcp_cloudsql":
+        from ansible_collections.resilience.dr.plugins.module_utils._promote_cloudsql import CloudSqlPromote
+        provider = CloudSqlPromote(module)
     else:  # pragma: no cover - choices keep this out
         module.fail_json(msg="Unknown provider %s." % provider_name, error="INVALID_ARGUMENT")
     module.run_provider(provider)

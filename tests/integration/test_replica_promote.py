@@ -216,7 +216,8 @@ def test_concurrent_runs_one_promotes_one_locked_and_the_check_plan_is_the_real_
     assert not dry.get("failed"), dry
     assert dry["changed"] is True and dry["check_mode"] is True
     planned = keys(dry["steps"])
-    assert [a for a, _ in planned] == ["fence_read_only", "wait_for_replay", "promote", "verify_write"]
+    assert [a for a, _ in planned] == ["fence_read_only", "wait_for_replay", "promote", "wait_for_promotion",
+                                        "verify_write"]
     assert alab.in_recovery("replica") is True, "check mode promoted"
     assert alab.sql("SHOW default_transaction_read_only")[0][0] == "off", "check mode fenced"
 
@@ -302,7 +303,7 @@ def test_sync_failover_with_a_writer_loses_no_acknowledged_row_and_stops_the_old
         thread.join()
     assert not out.get("failed"), out
     assert out["promoted"] is True
-    assert [s["action"] for s in out["steps"]] == ["fence_stop", "wait_for_replay", "promote"]
+    assert [s["action"] for s in out["steps"]] == ["fence_stop", "wait_for_replay", "promote", "wait_for_promotion"]
     assert out["data_loss_bytes"] == 0, out["data_loss_note"]
     assert acked, "the writer never wrote"
     # every acknowledged row is on the promoted replica

@@ -196,7 +196,8 @@ def test_check_mode_lists_the_steps_the_real_run_takes(cluster):
     assert cluster.replica["in_recovery"] is True
     assert dry.payload["changed"] is True
     expected = [("fence_read_only", "primary.test:5432/postgres"), ("wait_for_replay", "replica.test:5433/postgres"),
-                ("promote", "replica.test:5433/postgres"), ("verify_write", "replica.test:5433/postgres")]
+                ("promote", "replica.test:5433/postgres"), ("wait_for_promotion", "replica.test:5433/postgres"),
+                ("verify_write", "replica.test:5433/postgres")]
     assert keys(dry.payload["steps"]) == expected
     assert all(s["status"] == "planned" for s in dry.payload["steps"])
     assert dry.payload["after"]["replica"]["in_recovery"] is False
