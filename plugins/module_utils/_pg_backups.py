@@ -391,6 +391,8 @@ def list_native_backups(backup_dir, wal_archive=None):
     else:
         for entry in sorted(os.listdir(backup_dir)):
             full = os.path.join(backup_dir, entry)
+            if entry.endswith((".partial", ".tmp", ".incomplete")) or entry.startswith("."):
+                continue  # a backup still being written (or abandoned)
             if os.path.isdir(full):
                 backup = read_native_backup(full, history)
                 if backup is not None:
@@ -491,10 +493,14 @@ def choose_backup(backups, target_time=None, target_lsn=None, backup_id=None, ol
     * neither: the newest backup (``oldest=True``: the oldest, for targets such as an xid
       or a restore point whose position is unknown).
 
-    Raises DRError(NO_BACKUP_BEFORE_TARGET) when no backup qualifies.
+    Backups without an end LSN and time (unfinished, or neither manifest nor history file)
+    are never chosen. Raises DRError(NO_BACKUP_BEFORE_TARGET) when no backup qualifies.
     """
+    # a backup whose end is unknown (no manifest, no .backup history file) may be unfinished
+    backups = [b for b in backups if b.get("end_lsn") and b.get("end_time")]
     if not backups:
-        raise DRError(NO_BACKUP_BEFORE_TARGET, "No base backup was found; take one (pg_basebackup / pgbackrest backup) first.")
+        raise DRError(NO_BACKUP_BEFORE_TARGET, "No complete base backup was found (one needs a backup_manifest or a .backup history "
+                      "file in the WAL archive); take one (pg_basebackup / pgbackrest backup) first.")
 
     def fits(backup):
         if target_time is not None:

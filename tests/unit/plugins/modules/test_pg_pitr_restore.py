@@ -395,3 +395,16 @@ def test_cloud_label_values():
     from ansible_collections.resilience.dr.plugins.module_utils._pitr_cloud import label_value
     assert label_value("2026-01-15T10:14:00.000Z") == "2026-01-15t10-14-00-000z"
     assert label_value("Orders.Prod") == "orders-prod" and len(label_value("x" * 100)) == 63
+
+
+def test_unfinished_backups_are_never_chosen(tmp_path):
+    archive = str(tmp_path / "wal")
+    os.makedirs(archive)
+    root = str(tmp_path / "base")
+    _make_backup(root, "b1", 2, "2026-01-15 09:00:00", archive=archive, stop_time="2026-01-15 09:00:05")
+    _make_backup(root, "b2.partial", 6, "2026-01-15 10:00:00")
+    late = _make_backup(root, "b3", 8, "2026-01-15 11:00:00")
+    os.remove(os.path.join(late, "backup_manifest"))  # no manifest, no history file: end unknown
+    found = pb.list_native_backups(root, wal_archive=archive)
+    assert sorted(b["id"] for b in found) == ["b1", "b3"]  # the .partial folder is skipped
+    assert pb.choose_backup(found)["id"] == "b1"
