@@ -216,10 +216,11 @@ class AwsRdsPromote(Provider):
             if values[-1] < 0:
                 problem = "its %s is -1: replication is not running" % metric
             else:
-                lag["seconds"] = round(max(v for v in values if v >= 0) * scale, 3)
-                if lag["seconds"] > self.max_lag:
+                worst = round(max(v for v in values if v >= 0) * scale, 3)
+                lag["seconds"] = worst
+                if worst > self.max_lag:
                     problem = "it was up to %.1fs behind in the last %s (max_lag %s)" % (
-                        lag["seconds"], self.params["lag_window"], self.params["max_lag"])
+                        worst, self.params["lag_window"], self.params["max_lag"])
         lag["within_limits"] = problem is None
         lag["overridden"] = problem is not None and bool(self.params["allow_data_loss"])
         self.result["lag"] = lag
@@ -292,9 +293,9 @@ class AwsRdsPromote(Provider):
             if writer == [target] and cluster.get("Status") == "available":
                 return {"writer": target, "waited_seconds": round(time.monotonic() - start, 3)}
             if time.monotonic() - start > self.timeout:
+                now = ", ".join(writer) or "none"
                 raise DRError(TIMEOUT, "Aurora cluster %s did not report %s as its writer within promote_timeout %s "
-                              "(writer now: %s, status %s)." % (cid, target, self.params["promote_timeout"],
-                                                                 ", ".join(writer) or "none", cluster.get("Status")))
+                              "(writer now: %s, status %s)." % (cid, target, self.params["promote_timeout"], now, cluster.get("Status")))
             time.sleep(self.poll_interval)
 
     # -- verify -------------------------------------------------------------------------

@@ -150,9 +150,9 @@ class CloudSqlPromote(Provider):
             state["serving_zone_is_target"] = state["gce_zone"] == p["cloudsql_target_zone"]
             pending = not state["serving_zone_is_target"]
             if pending and state["secondary_gce_zone"] != p["cloudsql_target_zone"]:
+                zones = (p["cloudsql_target_zone"], state["gce_zone"], state["secondary_gce_zone"], self.instance)
                 raise DRError(INVALID_ARGUMENT, "cloudsql_target_zone %s is neither the primary zone (%s) nor the standby "
-                              "zone (%s) of %s." % (p["cloudsql_target_zone"], state["gce_zone"],
-                                                     state["secondary_gce_zone"], self.instance))
+                              "zone (%s) of %s." % zones)
         self.result.update(provider="gcp_cloudsql", mode=self.mode, promoted=False, already_primary=not pending,
                            allow_data_loss=bool(p["allow_data_loss"]), reason=p.get("reason"), data_loss_bytes=None,
                            data_loss_note="not measurable through the Cloud SQL Admin API; see lag for the replica "
@@ -198,10 +198,11 @@ class CloudSqlPromote(Provider):
         if not values:
             problem = "its replica_lag metric has no data in the last %s, so its lag is unknown" % self.params["lag_window"]
         else:
-            lag["seconds"] = round(max(v for _, v in values), 3)
-            if lag["seconds"] > self.max_lag:
+            worst = round(max(v for _when, v in values), 3)
+            lag["seconds"] = worst
+            if worst > self.max_lag:
                 problem = "it was up to %.1fs behind in the last %s (max_lag %s)" % (
-                    lag["seconds"], self.params["lag_window"], self.params["max_lag"])
+                    worst, self.params["lag_window"], self.params["max_lag"])
         lag["within_limits"] = problem is None
         lag["overridden"] = problem is not None and bool(self.params["allow_data_loss"])
         self.result["lag"] = lag

@@ -57,7 +57,7 @@ def run_module(args, check=False, timeout=300):
     raw = proc.stdout + proc.stderr
     lines = [line for line in proc.stdout.splitlines() if line.startswith("localhost | ")]
     assert lines, "no result from ansible (rc=%s):\n%s" % (proc.returncode, raw)
-    head, _, body = lines[0].partition(" => ")
+    head, _sep, body = lines[0].partition(" => ")
     result = json.loads(body)
     if "FAILED" in head:
         result["failed"] = True
@@ -216,8 +216,8 @@ def test_concurrent_runs_one_promotes_one_locked_and_the_check_plan_is_the_real_
     assert not dry.get("failed"), dry
     assert dry["changed"] is True and dry["check_mode"] is True
     planned = keys(dry["steps"])
-    assert [a for a, _ in planned] == ["fence_read_only", "wait_for_replay", "promote", "wait_for_promotion",
-                                        "verify_write"]
+    assert [step[0] for step in planned] == ["fence_read_only", "wait_for_replay", "promote",
+                                             "wait_for_promotion", "verify_write"]
     assert alab.in_recovery("replica") is True, "check mode promoted"
     assert alab.sql("SHOW default_transaction_read_only")[0][0] == "off", "check mode fenced"
 
@@ -229,7 +229,7 @@ def test_concurrent_runs_one_promotes_one_locked_and_the_check_plan_is_the_real_
     def go():
         results.append(run_module(args))
 
-    threads = [threading.Thread(target=go) for _ in range(2)]
+    threads = [threading.Thread(target=go) for _run in range(2)]
     for thread in threads:
         thread.start()
         time.sleep(0.3)

@@ -140,7 +140,7 @@ def test_waiter_timeout_is_reported(stubs, monkeypatch):
     rds.add_response("describe_db_instances", described(), {"DBInstanceIdentifier": "orders-dr"})
     cw.add_response("get_metric_statistics", lag([1.0]), LAG_REQUEST)
     rds.add_response("promote_read_replica", {"DBInstance": {"DBInstanceIdentifier": "orders-dr"}}, {"DBInstanceIdentifier": "orders-dr"})
-    for _ in range(2):
+    for _poll in range(2):
         rds.add_response("describe_db_instances", described("modifying", source=None), {"DBInstanceIdentifier": "orders-dr"})
     monkeypatch.setattr(_promote_aws_rds.AwsRdsPromote, "poll_interval", 1.0)
     out = run(dict(ARGS, promote_timeout="1s"))
