@@ -26,7 +26,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from test_replica_promote import run_module  # noqa: E402  pylint: disable=wrong-import-position
+from test_replica_promote_lab import run_module  # noqa: E402  pylint: disable=wrong-import-position
 
 PORT = 21530
 ENDPOINT = "http://127.0.0.1:%d" % PORT

@@ -3,7 +3,7 @@
 """replica_promote, provider postgres: the provider's decisions against fake servers.
 
 The SQL itself is exercised against real PostgreSQL in
-tests/integration/test_replica_promote.py; here a FakeNode stands in for PgNode so that
+tests/integration/test_replica_promote_lab.py; here a FakeNode stands in for PgNode so that
 the lag guard, the plan, check mode, the lock, fencing, reverts and the data-loss figure
 can be driven through every branch quickly.
 """

@@ -25,7 +25,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from lablib import VENV_BIN  # noqa: E402  pylint: disable=wrong-import-position
-from test_replica_promote import run_module  # noqa: E402  pylint: disable=wrong-import-position
+from test_replica_promote_lab import run_module  # noqa: E402  pylint: disable=wrong-import-position
 
 boto3 = pytest.importorskip("boto3")
 
