@@ -21,15 +21,15 @@ description:
   - A replica that is already a primary is left alone (C(changed=false)).
   - "O(provider=postgres): a self-managed PostgreSQL streaming replica through psycopg. The
     preflight connects to the replica and takes an advisory lock
-    (C(pg_try_advisory_lock(1380209232, 1))) on that session, held until the module ends, so a
-    second concurrent run fails with C(LOCKED); it then reads C(pg_is_in_recovery()),
+    (C(pg_try_advisory_lock) on the key C(1380209232, 1)) on that session, held until the module ends, so a
+    second concurrent run fails with C(LOCKED); it then reads C(pg_is_in_recovery),
     C(pg_stat_wal_receiver), received and replayed LSN, the replay age, the timeline and, when
     O(primary_login_host) is given and reachable, the old primary's current LSN."
   - "Steps of O(provider=postgres), in order: C(resume_replay) (only when replay is paused and
     O(wait_for_replay) is set), C(fence_read_only) or C(fence_stop) (only when the old primary
     is reachable and not fenced yet), C(wait_for_replay), C(promote)
-    (C(pg_promote(wait => false))), C(wait_for_promotion) (a tight poll of
-    C(pg_is_in_recovery())), C(verify_write).
+    (C(pg_promote) with C(wait => false)), C(wait_for_promotion) (a tight poll of
+    C(pg_is_in_recovery)), C(verify_write).
     The old primary is fenced before waiting for replay, so that everything it committed
     before the fence is replayed before the promotion."
   - "Steps of O(provider=aws_rds): C(promote_read_replica) then C(wait_available) (the
@@ -132,7 +132,7 @@ options:
     description:
       - Largest replay lag in time (a duration such as C(30s), C(5m)) promoted without
         O(allow_data_loss).
-      - O(provider=postgres) measures C(now() - pg_last_xact_replay_timestamp()), and 0 when
+      - O(provider=postgres) measures the time since C(pg_last_xact_replay_timestamp), and 0 when
         everything received is replayed.
       - O(provider=aws_rds) takes the largest CloudWatch C(ReplicaLag) (RDS, seconds) or
         C(AuroraReplicaLag) (Aurora, milliseconds) of O(db_instance_identifier) in the last
@@ -239,7 +239,7 @@ options:
     default: 5m
   promote_timeout:
     description:
-      - How long to wait for the replica to leave recovery after C(pg_promote()), for the RDS
+      - How long to wait for the replica to leave recovery after C(pg_promote), for the RDS
         instance to be C(available) again, or for the Aurora target to be the writer.
     type: str
     default: 60s

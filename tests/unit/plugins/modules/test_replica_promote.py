@@ -399,3 +399,29 @@ def test_real_connect_errors_are_classified_and_scrubbed():
     assert info.value.code == "CONNECTION_FAILED"
     assert SECRET not in str(info.value) and SECRET not in json.dumps(info.value.details)
     assert _pg.classify(Exception('FATAL:  password authentication failed for user "postgres"')) == "AUTH_FAILED"
+
+
+def test_options_of_another_provider_are_refused(cluster):
+    out = run(dict(BASE, db_instance_identifier="orders-dr"))
+    assert out.payload["error"] == "INVALID_ARGUMENT" and "db_instance_identifier" in out.payload["msg"]
+    out = run(dict(provider="gcp_cloudsql", gcp_project="p", cloudsql_instance="i", fence="stop", primary_data_dir="/x"))
+    assert out.payload["error"] == "INVALID_ARGUMENT"
+    assert "fence" in out.payload["msg"] and "primary_data_dir" in out.payload["msg"]
+    assert cluster.calls == []
+
+
+def test_cloud_providers_refuse_incomplete_or_unsafe_settings():
+    out = run(dict(provider="gcp_cloudsql", gcp_project="p", gcp_access_token="token-xyz-123"))
+    assert out.payload["error"] == "INVALID_ARGUMENT" and "cloudsql_instance" in out.payload["msg"]
+    out = run(dict(provider="gcp_cloudsql", gcp_project="p", gcp_access_token="token-xyz-123", cloudsql_instance="i",
+                   cloudsql_mode="ha_failover"))
+    assert out.payload["error"] == "INVALID_ARGUMENT" and "cloudsql_target_zone" in out.payload["msg"]
+    out = run(dict(provider="azure_pg_flexible", azure_subscription_id="s", azure_resource_group="rg"))
+    assert out.payload["error"] == "INVALID_ARGUMENT" and "azure_server_name" in out.payload["msg"]
+    # a bearer token is never sent over plain http to anything but loopback
+    out = run(dict(provider="azure_pg_flexible", azure_subscription_id="s", azure_resource_group="rg",
+                   azure_server_name="db", azure_access_token="token-xyz-123", azure_resource_manager_endpoint="http://arm.example.com"))
+    assert out.payload["error"] == "INVALID_ARGUMENT" and "loopback" in out.payload["msg"]
+    out = run(dict(provider="azure_pg_flexible", azure_subscription_id="s", azure_resource_group="rg",
+                   azure_server_name="db", azure_access_token="token-xyz-123", azure_promote_option="forced"))
+    assert out.payload["error"] == "INVALID_ARGUMENT" and "allow_data_loss" in out.payload["msg"]
