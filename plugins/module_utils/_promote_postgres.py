@@ -452,7 +452,30 @@ class PostgresPromote(Provider):
         rc, out, err = self.run_pg_ctl(self._pg_ctl_argv())
         if rc != 0:
             raise DRError(APPLY_FAILED, "pg_ctl stop of the old primary failed (rc=%s): %s" % (rc, (err or out).strip()))
-        return {"last_lsn": self.primary_last_lsn, "pg_ctl": (out or "").strip().splitlines()[-1:]}
+        result = {"pg_ctl": (out or "").strip().splitlines()[-1:]}
+        checkpoint = self._shutdown_checkpoint()
+        if checkpoint is not None:
+            # everything committed on the old primary lies before its shutdown checkpoint
+            self.primary_last_lsn = checkpoint
+            self.primary_last_lsn_source = ("the old primary's shutdown checkpoint location (pg_controldata after "
+                                            "pg_ctl stop): nothing was committed after it")
+            result["shutdown_checkpoint_lsn"] = checkpoint
+        result["last_lsn"] = self.primary_last_lsn
+        return result
+
+    def _shutdown_checkpoint(self):
+        """Latest checkpoint location of the stopped old primary, or None."""
+        controldata = os.path.join(os.path.dirname(self.pg_ctl or ""), "pg_controldata")
+        if not os.access(controldata, os.X_OK):
+            return None
+        rc, out, _err = self.run_pg_ctl([controldata, self.params["primary_data_dir"]])
+        if rc != 0:
+            return None
+        state = re.search(r"^Database cluster state:\s+(.+)$", out or "", re.M)
+        location = re.search(r"^Latest checkpoint location:\s+(\S+)$", out or "", re.M)
+        if not state or state.group(1).strip() != "shut down" or not location:
+            return None
+        return location.group(1)
 
     def _wait_for_replay(self):
         start = time.monotonic()

@@ -305,6 +305,11 @@ def test_sync_failover_with_a_writer_loses_no_acknowledged_row_and_stops_the_old
     assert out["promoted"] is True
     assert [s["action"] for s in out["steps"]] == ["fence_stop", "wait_for_replay", "promote", "wait_for_promotion"]
     assert out["data_loss_bytes"] == 0, out["data_loss_note"]
+    # the last LSN the loss is measured from is the old primary's shutdown checkpoint
+    control = subprocess.run([os.path.join(slab.info["pg_bin"], "pg_controldata"), slab.info["primary"]["data_dir"]],
+                             stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
+    assert "Database cluster state:               shut down" in control
+    assert "Latest checkpoint location:           %s" % out["old_primary_last_lsn"] in control
     assert acked, "the writer never wrote"
     # every acknowledged row is on the promoted replica
     assert set(acked) <= ids(slab, "replica")
