@@ -285,8 +285,9 @@ notes:
     C(data_loss_bytes) is always null."
   - "The lock is a session advisory lock on the replica: it protects against two runs of this
     module against the same replica, not against a promotion by other tools."
-  - "C(data_loss_bytes) is the old primary's last LSN (read after fencing, or right before
-    C(pg_ctl stop), or right before promoting when not fenced) minus the replica's last replayed
+  - "C(data_loss_bytes) is the old primary's last LSN (read after fencing it read-only; its
+    shutdown checkpoint location from C(pg_controldata) after C(pg_ctl stop); or read right before
+    promoting when not fenced) minus the replica's last replayed
     LSN. It is null when the old primary could not be read; C(data_loss_note) says why."
 author:
   - resilience.dr contributors (!UNKNOWN)
