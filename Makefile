@@ -10,8 +10,8 @@ PY := $(VENV)/bin/python
 BUILD := $(ROOT)/build
 # the collection as ansible sees it (a symlink; ansible-playbook and pytest accept it)
 COLL_PATH := $(BUILD)/collections
-# ansible-test refuses symlinks: it gets a real copy of the tracked files
-SANITY_ROOT := $(BUILD)/sanity/ansible_collections/resilience/dr
+# ansible-test refuses symlinks: `make sanity` runs it on a real copy of the tracked files,
+# in a folder of its own per run (runs side by side do not collide)
 export ANSIBLE_COLLECTIONS_PATH := $(COLL_PATH)
 export ANSIBLE_ROLES_PATH := $(ROOT)/roles
 export PATH := $(VENV)/bin:$(PATH)
@@ -42,11 +42,11 @@ demo: deps collection
 	ansible-playbook -i inventories/lab playbooks/failover.yml $(LAB_ARGS)
 
 sanity: deps
-	@rm -rf $(SANITY_ROOT) && mkdir -p $(SANITY_ROOT)
-	@git ls-files -z --cached --others --exclude-standard | \
-	  (cd $(ROOT) && xargs -0 cp --parents -t $(SANITY_ROOT))
-	@cd $(SANITY_ROOT) && git init -q . && git add -A >/dev/null
-	cd $(SANITY_ROOT) && ansible-test sanity --venv --python 3.12 --color no
+	@mkdir -p $(BUILD)
+	@tmp=$$(mktemp -d $(BUILD)/sanity.XXXXXX) && root=$$tmp/ansible_collections/resilience/dr && mkdir -p $$root && \
+	  git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t $$root 2>/dev/null; \
+	  cd $$root && git init -q . && git add -A >/dev/null && \
+	  ansible-test sanity --venv --python 3.12 --color no; rc=$$?; rm -rf $$tmp; exit $$rc
 
 units: deps collection
 	$(PY) -m pytest -q tests/unit

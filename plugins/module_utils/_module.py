@@ -159,7 +159,10 @@ class DRModule(AnsibleModule):
                 extra = {"changed": False}
                 error.msg = error.msg.rstrip() + " Nothing was changed."
             provider.close()
-            self.fail_error(error, _secrets=provider.secrets, **extra)
+            # what the provider had gathered (previous routing, undo...) is returned on failure too
+            payload = dict(provider.result)
+            payload.update(extra)
+            self.fail_error(error, _secrets=provider.secrets, **payload)
         except Exception as exc:  # pylint: disable=broad-except
             provider.close()
             error = DRError(

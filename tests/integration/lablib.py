@@ -23,8 +23,10 @@ __metaclass__ = type
 
 import json
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -66,24 +68,29 @@ def run_playbook(playbook, extra_vars=None, check=False, diff=False, inventory=N
 
 def run_module(module, args, check=False, diff=False, timeout=600, env=None):
     """Run one module on localhost through ansible's ad-hoc command; return its result dict
-    (``failed`` is set when the module failed)."""
+    (``failed`` is set when the module failed). The result is read from the file that
+    ``ansible --tree`` writes for the host, not parsed from the screen."""
+    tree = tempfile.mkdtemp(prefix="resilience-dr-tree-")
     cmd = [os.path.join(VENV_BIN, "ansible"), "localhost", "-i", "localhost,", "-c", "local",
-           "-m", module, "-a", json.dumps(args)]
+           "-m", module, "-a", json.dumps(args), "--tree", tree]
     if check:
         cmd.append("--check")
     if diff:
         cmd.append("--diff")
-    proc = subprocess.run(
-        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout,
-        env=ansible_env(ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
-                        **(env or {})),
-        check=False,
-    )
     try:
-        data = json.loads(proc.stdout)
-    except ValueError:
-        raise AssertionError("ansible produced no JSON (rc=%s):\n%s\n%s" % (proc.returncode, proc.stdout, proc.stderr))
-    result = data["plays"][0]["tasks"][0]["hosts"]["localhost"]
+        proc = subprocess.run(
+            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout,
+            env=ansible_env(**(env or {})), check=False,
+        )
+        path = os.path.join(tree, "localhost")
+        if not os.path.exists(path):
+            raise AssertionError("ansible wrote no result (rc=%s):\n%s\n%s" % (proc.returncode, proc.stdout, proc.stderr))
+        with open(path) as handle:
+            result = json.load(handle)
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
+    # a failed module's tree file does not always carry `failed`; ansible's exit code does
+    result.setdefault("failed", proc.returncode != 0)
     result["_raw_stdout"] = proc.stdout
     result["_raw_stderr"] = proc.stderr
     return result

@@ -200,3 +200,18 @@ def test_present_twice_then_absent_leaves_nothing():
     assert not listening_ports(base, base + 99)
     assert not lab_processes(lab_vars["lab_root"])
     assert not os.path.exists(lab_vars["lab_root"])
+
+
+def test_fresh_synchronous_lab_comes_up():
+    """The primary's sample data is written before the replica exists: synchronous
+    replication is switched on only once the replica streams, or that commit would wait forever."""
+    instance = Lab.up("labtest-sync", port_base=PORT_BASE + 600, synchronous=True)
+    try:
+        assert instance.sql("select sync_state from pg_stat_replication") == [("sync",)]
+        instance.sql("insert into events (payload) values ('acknowledged')")
+        wait_until(lambda: instance.sql("select count(*) from events where payload = 'acknowledged'", node="replica") == [(1,)],
+                   timeout=10, what="the acknowledged row on the replica")
+        again = run_playbook("playbooks/lab.yml", Lab.vars_for("labtest-sync", PORT_BASE + 600, synchronous=True))
+        assert recap(again.stdout)["changed"] == 0, again.stdout[-3000:]
+    finally:
+        instance.down()

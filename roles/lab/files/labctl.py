@@ -176,7 +176,7 @@ def psql(lab, node, sql, db="postgres"):
     return [line for line in proc.stdout.splitlines() if line]
 
 
-def pg_conf(lab, node, role):
+def pg_conf(lab, node, role, sync=False):
     lines = [
         "# managed by resilience.dr lab (roles/lab); changes are overwritten",
         "listen_addresses = '127.0.0.1'",
@@ -201,7 +201,9 @@ def pg_conf(lab, node, role):
         "synchronous_commit = on",
     ]
     if role == "primary":
-        lines.append("synchronous_standby_names = '%s'" % (lab["replica"]["application_name"] if lab["synchronous"] else ""))
+        # synchronous only once the replica streams: a commit on a primary that waits for a
+        # standby that does not exist yet never returns
+        lines.append("synchronous_standby_names = '%s'" % (lab["replica"]["application_name"] if sync else ""))
     else:
         lines.append("primary_slot_name = '%s'" % lab["replica"]["slot"])
         lines.append("primary_conninfo = 'host=127.0.0.1 port=%d user=%s password=%s application_name=%s'" % (
@@ -218,9 +220,9 @@ host    replication     all             127.0.0.1/32            scram-sha-256
 """
 
 
-def configure_pg(lab, node, role):
+def configure_pg(lab, node, role, sync=False):
     """Write the lab's settings into the data dir; return True when they changed."""
-    changed = write_file(os.path.join(node["data_dir"], "lab.conf"), pg_conf(lab, node, role), 0o600, lab, True)
+    changed = write_file(os.path.join(node["data_dir"], "lab.conf"), pg_conf(lab, node, role, sync), 0o600, lab, True)
     changed |= write_file(os.path.join(node["data_dir"], "pg_hba.conf"), HBA, 0o600, lab, True)
     main_conf = os.path.join(node["data_dir"], "postgresql.conf")
     with open(main_conf) as handle:
@@ -283,7 +285,8 @@ def cmd_primary(lab):
         finally:
             os.unlink(pwfile)
         changed = True
-    changed |= ensure_running(lab, node, "primary", configure_pg(lab, node, "primary"))
+    sync = bool(lab["synchronous"]) and pg_running(lab["replica"])
+    changed |= ensure_running(lab, node, "primary", configure_pg(lab, node, "primary", sync))
     # roles, sample database and table
     sql_role = ("DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '%s') THEN "
                 "CREATE ROLE %s LOGIN REPLICATION PASSWORD '%s'; END IF; END$$;") % (
@@ -336,6 +339,20 @@ def cmd_replica(lab):
         time.sleep(0.1)
     else:
         raise LabError("the replica did not start streaming within 30 s; see %s" % node["log"])
+    if configure_pg(lab, primary, "primary", bool(lab["synchronous"])):
+        # synchronous_standby_names needs a reload only
+        run([pg_bin(lab, "pg_ctl"), "reload", "-D", primary["data_dir"]], lab=lab, user=True)
+        changed = True
+        want = "sync" if lab["synchronous"] else "async"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            state = psql(lab, primary, "SELECT state, sync_state FROM pg_stat_replication WHERE application_name = '%s'"
+                         % node["application_name"])
+            if state and state[0].endswith(want):
+                break
+            time.sleep(0.1)
+        else:
+            raise LabError("replication did not become %s within 30 s" % want)
     return {"changed": changed, "port": node["port"], "replication": state[0]}
 
 

@@ -65,6 +65,7 @@ class DictProvider(Provider):
 
     def _setter(self, key, value):
         def run():
+            self.result["last_key"] = key
             if key == self.params["fail_at"]:
                 raise DRError("APPLY_FAILED", "Could not set %s." % key)
             self.store[key] = value
@@ -152,6 +153,8 @@ def test_failed_step_reverts_and_reports_where_it_stopped(captured):
     assert "reverted" in out.payload["msg"]
     assert out.payload["changed"] is False
     assert DictProvider.store == {"a": 0}
+    # what the provider gathered before the failure is returned with it
+    assert out.payload["last_key"] == "c"
 
 
 def test_failed_step_without_revert_says_so(captured):
