@@ -17,10 +17,10 @@ export ANSIBLE_ROLES_PATH := $(ROOT)/roles
 export PATH := $(VENV)/bin:$(PATH)
 LAB_ARGS ?=
 
-.PHONY: help deps collection lab lab-down demo test sanity units integration lint changelog-lint
+.PHONY: help deps collection lab lab-down demo test sanity units integration lint changelog-lint bench
 
 help:
-	@echo "make test | demo | lab | lab-down | sanity | units | integration | lint | deps"
+	@echo "make test | demo | lab | lab-down | sanity | units | integration | lint | bench | deps"
 
 deps:
 	@bash scripts/bootstrap.sh
@@ -59,6 +59,11 @@ lint: deps collection
 
 changelog-lint: deps
 	antsibull-changelog lint
+
+# benchmarks: each script brings up its own private lab, measures against a floor taken in
+# the same run, and writes bench/results/<name>.json and .md (not part of make test)
+bench: deps collection
+	@set -e; for script in bench/bench_*.py; do echo "=== $$script"; $(PY) $$script; done
 
 test: deps collection
 	@bash scripts/run-tests.sh

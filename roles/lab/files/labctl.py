@@ -424,7 +424,8 @@ backend {pg_backend}
     mode tcp
     # no connection retries: a client that reaches a dead primary fails at once (TESTING-NOTES)
     retries 0
-    default-server inter 1s fall 2 rise 1 on-marked-down shutdown-sessions
+    # a server leaving maintenance is checked every 100 ms until it is up (a failover waits on it)
+    default-server inter 1s fastinter 100ms downinter 100ms fall 2 rise 1 on-marked-down shutdown-sessions
     server primary 127.0.0.1:{primary_port} check
     server replica 127.0.0.1:{replica_port} check disabled
 
@@ -436,7 +437,7 @@ frontend web_in
 backend {http_backend}
     mode http
     option httpchk GET /health
-    default-server inter 1s fall 2 rise 1
+    default-server inter 1s fastinter 100ms downinter 100ms fall 2 rise 1
     server blue 127.0.0.1:{blue_port} check
     server green 127.0.0.1:{green_port} check disabled
 """.format(socket=hp["socket"], admin_port=hp["admin_port"], pid_file=hp["pid_file"], pg_port=hp["pg_port"],
