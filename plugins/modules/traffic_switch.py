@@ -28,8 +28,10 @@ description:
     PRIMARY/SECONDARY pair), V(aws_elbv2) (a listener's default forward action or a rule's
     forward action with weighted target groups), V(kubernetes) (a Service selector, an Ingress
     backend, an Istio VirtualService's or a Gateway API HTTPRoute's weights), V(gcp_cloud_run)
-    (revision traffic split of a Cloud Run service), V(azure_front_door) (origins of an origin
-    group enabled/disabled or weighted)."
+    (revision traffic split of a Cloud Run service), V(gcp_cloud_dns) (a Cloud DNS record set's
+    rrdatas swapped between targets, or a weighted round robin routing policy), V(azure_front_door)
+    (origins of an origin group enabled/disabled or weighted), V(azure_traffic_manager) (endpoints
+    of a Priority or Weighted Traffic Manager profile enabled/disabled or weighted)."
 author:
   - resilience.dr contributors (@resilience-dr)
 extends_documentation_fragment:
@@ -51,14 +53,15 @@ options:
       - The backend that routes the traffic.
     type: str
     required: true
-    choices: [haproxy, nginx, aws_route53, aws_elbv2, kubernetes, gcp_cloud_run, azure_front_door]
+    choices: [haproxy, nginx, aws_route53, aws_elbv2, kubernetes, gcp_cloud_run, gcp_cloud_dns, azure_front_door, azure_traffic_manager]
   active:
     description:
       - The one target that gets all the traffic; every other target of the backend gets none.
       - "A target is: a server of O(haproxy_backend); a key of O(nginx_servers); a record's
         set identifier (V(aws_route53)); a key of O(elbv2_target_groups); a key of O(k8s_targets)
-        or the value itself (V(kubernetes)); a revision name or V(LATEST) (V(gcp_cloud_run)); an
-        origin name (V(azure_front_door))."
+        or the value itself (V(kubernetes)); a revision name or V(LATEST) (V(gcp_cloud_run)); a key
+        of O(dns_targets) (V(gcp_cloud_dns)); an origin name (V(azure_front_door)); an endpoint name
+        (V(azure_traffic_manager))."
       - Mutually exclusive with O(weights); one of the two is required.
     type: str
   weights:
@@ -272,6 +275,45 @@ options:
         0 % is disabled; with O(weights), the origins that take traffic get C(weight) = percent x 10
         and must share one priority.
     type: str
+  dns_managed_zone:
+    description:
+      - V(gcp_cloud_dns) name (or id) of the Cloud DNS managed zone.
+    type: str
+  dns_record_name:
+    description:
+      - V(gcp_cloud_dns) fully qualified name of the record set (with or without the final dot).
+    type: str
+  dns_record_type:
+    description:
+      - V(gcp_cloud_dns) type of the record set.
+    type: str
+    default: A
+  dns_targets:
+    description:
+      - V(gcp_cloud_dns) target name -> the list of rrdatas that stands for it (for example
+        C(primary) -> V([192.0.2.10]) and C(standby) -> V([198.51.100.20])). Write the rrdatas as
+        Cloud DNS stores them (a C(CNAME) with its final dot); their order does not matter.
+      - The record set's current rrdatas (or each item of its C(wrr) policy) must be one of these
+        targets, so that the switch can be undone; otherwise the task fails with
+        C(PRECONDITION_FAILED) and changes nothing.
+      - O(active) writes that target's rrdatas as the record's plain C(rrdatas); O(weights) writes a
+        weighted round robin policy (C(routingPolicy.wrr)) whose items carry the targets above 0 %
+        with C(weight) = percent. Record sets with a geo or primary/backup policy are refused.
+    type: dict
+  tm_resource_group:
+    description:
+      - V(azure_traffic_manager) resource group of the Traffic Manager profile.
+    type: str
+  tm_profile:
+    description:
+      - V(azure_traffic_manager) name of the profile (C(Microsoft.Network/trafficmanagerprofiles));
+        its endpoints (of any endpoint type) are the targets. Only C(Priority) and C(Weighted)
+        profiles are handled.
+      - O(active) enables that endpoint and disables every other one. O(weights) (C(Weighted)
+        profiles only; a C(Priority) profile refuses it with C(INVALID_ARGUMENT)) enables the
+        endpoints above 0 % with C(weight) = percent x 10 (Traffic Manager weights are 1-1000, so
+        1 % is 10 and 100 % is 1000) and disables the others.
+    type: str
 notes:
   - V(haproxy) and V(nginx) are tested against real HAProxy 2.6 and nginx on loopback;
     V(aws_route53) and V(aws_elbv2) are tested against moto's server only, not against AWS;
@@ -279,7 +321,13 @@ notes:
     one object), not against a real cluster; V(gcp_cloud_run) only against a local fake of the
     Cloud Run Admin API v2 (service GET, revisions list, PATCH with a long-running operation);
     V(azure_front_door) only against a local fake of the Azure Resource Manager origin paths
-    (list, PATCH answered 202 with an C(Azure-AsyncOperation) to poll).
+    (list, PATCH answered 202 with an C(Azure-AsyncOperation) to poll); V(gcp_cloud_dns) only
+    against a local fake of the Cloud DNS API v1 (record set GET, C(changes.create), change GET);
+    V(azure_traffic_manager) only against a local fake of the Traffic Manager profile GET and
+    endpoint PATCH (api-version 2022-04-01). None of them was run against the real cloud.
+  - V(gcp_cloud_dns) changes the record set with one C(changes.create) that deletes it exactly as
+    it was read and adds the new one, so a concurrent change makes Cloud DNS refuse it (412)
+    instead of being overwritten. Resolvers keep the old answer for the record's TTL.
   - V(kubernetes) writes the object back whole with PUT and its C(resourceVersion), so a
     concurrent change makes the task fail instead of being overwritten.
   - V(aws_route53) with a failover pair takes O(active) only; the active set identifier becomes
@@ -338,6 +386,25 @@ EXAMPLES = r"""
       blue: "{{ blue_tg_arn }}"
       green: "{{ green_tg_arn }}"
     weights: {blue: 80, green: 20}
+
+- name: Cloud DNS, point the record at the standby's address
+  resilience.dr.traffic_switch:
+    provider: gcp_cloud_dns
+    gcp_project: shop-prod
+    dns_managed_zone: example-com
+    dns_record_name: db.example.com
+    dns_targets:
+      primary: [10.0.0.5]
+      standby: [10.1.0.5]
+    active: standby
+
+- name: Traffic Manager, all traffic to the secondary region's endpoint
+  resilience.dr.traffic_switch:
+    provider: azure_traffic_manager
+    azure_subscription_id: "{{ subscription_id }}"
+    tm_resource_group: rg-shop
+    tm_profile: tm-shop
+    active: web-northeurope
 """
 
 RETURN = r"""
@@ -417,7 +484,8 @@ from ansible_collections.resilience.dr.plugins.module_utils._errors import DRErr
 from ansible_collections.resilience.dr.plugins.module_utils._module import DRModule
 from ansible_collections.resilience.dr.plugins.module_utils._traffic_common import VERIFY_SPEC
 
-PROVIDERS = ["haproxy", "nginx", "aws_route53", "aws_elbv2", "kubernetes", "gcp_cloud_run", "azure_front_door"]
+PROVIDERS = ["haproxy", "nginx", "aws_route53", "aws_elbv2", "kubernetes", "gcp_cloud_run", "gcp_cloud_dns", "azure_front_door",
+             "azure_traffic_manager"]
 
 
 def argument_spec():
@@ -459,6 +527,12 @@ def argument_spec():
         afd_resource_group=dict(type="str"),
         afd_profile=dict(type="str"),
         afd_origin_group=dict(type="str"),
+        dns_managed_zone=dict(type="str"),
+        dns_record_name=dict(type="str"),
+        dns_record_type=dict(type="str", default="A"),
+        dns_targets=dict(type="dict"),
+        tm_resource_group=dict(type="str"),
+        tm_profile=dict(type="str"),
     )
     return merge_specs(haproxy_spec(), aws_spec(), kubernetes_spec(), gcp_spec(), azure_spec(), own)
 
@@ -478,6 +552,8 @@ def main():
             ("provider", "kubernetes", ("k8s_kind", "k8s_name")),
             ("provider", "gcp_cloud_run", ("gcp_project", "cloud_run_region", "cloud_run_service")),
             ("provider", "azure_front_door", ("azure_subscription_id", "afd_resource_group", "afd_profile", "afd_origin_group")),
+            ("provider", "gcp_cloud_dns", ("gcp_project", "dns_managed_zone", "dns_record_name", "dns_targets")),
+            ("provider", "azure_traffic_manager", ("azure_subscription_id", "tm_resource_group", "tm_profile")),
         ],
     )
     name = module.params["provider"]
@@ -500,9 +576,15 @@ def main():
         elif name == "gcp_cloud_run":
             from ansible_collections.resilience.dr.plugins.module_utils._traffic_cloud_run import CloudRunTraffic
             provider = CloudRunTraffic(module)
-        else:
+        elif name == "gcp_cloud_dns":
+            from ansible_collections.resilience.dr.plugins.module_utils._traffic_cloud_dns import CloudDnsTraffic
+            provider = CloudDnsTraffic(module)
+        elif name == "azure_front_door":
             from ansible_collections.resilience.dr.plugins.module_utils._traffic_azure_front_door import FrontDoorTraffic
             provider = FrontDoorTraffic(module)
+        else:
+            from ansible_collections.resilience.dr.plugins.module_utils._traffic_azure_tm import TrafficManagerTraffic
+            provider = TrafficManagerTraffic(module)
     except DRError as error:
         error.msg = error.msg.rstrip() + " Nothing was changed."
         module.fail_error(error, changed=False)

@@ -7,7 +7,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import os
+import re
 import shutil
 import socket
 import threading
@@ -364,3 +366,105 @@ def test_nginx_parse_upstream():
            "  server b:2 down; # b\n  server c:3 backup;\n}\n"
     assert parse_upstream(text, "app") == [("a:1", 3, False, False), ("b:2", 1, True, False), ("c:3", 1, False, True)]
     assert parse_upstream(text, "missing") is None
+
+
+# -- gcp_cloud_dns and azure_traffic_manager (pytest-httpserver standing in for the APIs) ------------
+def dns_args(httpserver, **extra):
+    args = {"provider": "gcp_cloud_dns", "gcp_endpoint": httpserver.url_for("/").rstrip("/"), "gcp_access_token": "tok",
+            "gcp_project": "p", "dns_managed_zone": "z", "dns_record_name": "db.example.com",
+            "dns_targets": {"primary": ["10.0.0.5"], "standby": ["10.1.0.5"]}}
+    args.update(extra)
+    return args
+
+
+RRSET_URI = "/dns/v1/projects/p/managedZones/z/rrsets/db.example.com./A"
+
+
+def test_cloud_dns_helpers():
+    from ansible_collections.resilience.dr.plugins.module_utils import _traffic_cloud_dns as dns
+    assert dns.fqdn("a.example.com") == "a.example.com." and dns.fqdn("a.example.com.") == "a.example.com."
+    assert dns.check_targets({"primary": "10.0.0.5", "standby": ["10.1.0.6", " 10.1.0.5"]}) == {
+        "primary": ["10.0.0.5"], "standby": ["10.1.0.6", "10.1.0.5"]}
+    for targets, needle in [({}, "must map"), ({"a": []}, "non-empty"), ({"a": ["1.1.1.1"], "b": ["1.1.1.1"]}, "same rrdatas")]:
+        with pytest.raises(DRError) as info:
+            dns.check_targets(targets)
+        assert info.value.code == "INVALID_ARGUMENT" and needle in info.value.msg
+    rrset = {"kind": "dns#resourceRecordSet", "name": "a.", "type": "A", "ttl": 5, "routingPolicy": {"kind": "x", "wrr": {"items": [
+        {"kind": "y", "weight": 1.0, "rrdatas": ["1.1.1.1"], "signatureRrdatas": ["sig"]}]}}}
+    assert dns.clean(rrset) == {"name": "a.", "type": "A", "ttl": 5, "routingPolicy": {"wrr": {"items": [{"weight": 1.0, "rrdatas": ["1.1.1.1"]}]}}}
+    assert rrset["routingPolicy"]["kind"] == "x"  # the original is left alone
+
+
+def test_cloud_dns_reads_wrr_weights(captured, httpserver):
+    httpserver.expect_request(RRSET_URI, method="GET").respond_with_json({
+        "kind": "dns#resourceRecordSet", "name": "db.example.com.", "type": "A", "ttl": 30, "routingPolicy": {"wrr": {"items": [
+            {"weight": 3.0, "rrdatas": ["10.0.0.5"]}, {"weight": 1.0, "rrdatas": ["10.1.0.5"]}]}}})
+    kind, same = run(dns_args(httpserver, weights={"primary": 75, "standby": 25}))
+    assert kind == "exit" and same["changed"] is False and same["previous"] == {"primary": 75, "standby": 25}
+    assert same["undo"]["weights"] == {"primary": 75, "standby": 25}
+    kind, check = run(dns_args(httpserver, active="standby"), check=True)
+    assert kind == "exit" and check["changed"]
+    assert check["plan"][0]["detail"]["additions"] == [{"name": "db.example.com.", "type": "A", "ttl": 30, "rrdatas": ["10.1.0.5"]}]
+    assert [r for r, dummy in httpserver.log if r.method != "GET"] == []
+
+
+def test_cloud_dns_refuses_geo_policy_and_concurrent_change(captured, httpserver):
+    httpserver.expect_oneshot_request(RRSET_URI, method="GET").respond_with_json({
+        "name": "db.example.com.", "type": "A", "ttl": 30, "routingPolicy": {"geo": {"items": []}}})
+    kind, result = run(dns_args(httpserver, active="standby"))
+    assert kind == "fail" and result["error"] == "PRECONDITION_FAILED" and "geo" in result["msg"]
+    httpserver.expect_request(RRSET_URI, method="GET").respond_with_json({"name": "db.example.com.", "type": "A", "ttl": 30,
+                                                                         "rrdatas": ["10.0.0.5"]})
+    httpserver.expect_request("/dns/v1/projects/p/managedZones/z/changes", method="POST").respond_with_json(
+        {"error": {"code": 412, "message": "Precondition not met for 'entity.change.deletions[0]'"}}, status=412)
+    kind, result = run(dns_args(httpserver, active="standby"))
+    assert kind == "fail" and result["error"] == "APPLY_FAILED", result
+    assert "changed since it was read" in result["msg"] and "Nothing was changed" in result["msg"] and result["changed"] is False
+
+
+def test_cloud_dns_and_traffic_manager_required_options(captured):
+    kind, result = run({"provider": "gcp_cloud_dns", "gcp_project": "p", "dns_managed_zone": "z", "dns_record_name": "a.example.com",
+                        "active": "primary"})
+    assert kind == "fail" and "dns_targets" in result["msg"]
+    kind, result = run({"provider": "azure_traffic_manager", "azure_subscription_id": "s", "tm_resource_group": "g", "active": "a"})
+    assert kind == "fail" and "tm_profile" in result["msg"]
+
+
+def test_traffic_manager_weight_mapping():
+    from ansible_collections.resilience.dr.plugins.module_utils._traffic_azure_tm import tm_weight
+    assert [tm_weight(p) for p in (1, 10, 55, 100)] == [10, 100, 550, 1000]
+
+
+def test_traffic_manager_follows_async_update(captured, httpserver):
+    """An Endpoints_Update answered 202 with Azure-AsyncOperation is polled until Succeeded."""
+    from werkzeug.wrappers import Response
+    profile = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/trafficmanagerprofiles/tm"
+    endpoints = {"a": {"endpointStatus": "Enabled", "weight": 1, "priority": 1},
+                 "b": {"endpointStatus": "Disabled", "weight": 1, "priority": 2}}
+    polls = []
+
+    def get_profile(request):
+        return Response(json.dumps({"name": "tm", "properties": {"trafficRoutingMethod": "Priority", "endpoints": [
+            {"id": "%s/externalEndpoints/%s" % (profile, n), "name": n, "type": "Microsoft.Network/trafficManagerProfiles/externalEndpoints",
+             "properties": dict(p)} for n, p in sorted(endpoints.items())]}}), content_type="application/json")
+
+    def patch(request):
+        name = request.path.rsplit("/", 1)[-1]
+        endpoints[name].update(json.loads(request.data)["properties"])
+        return Response(json.dumps({"name": name}), status=202, content_type="application/json",
+                        headers={"Azure-AsyncOperation": httpserver.url_for("/op") + "?api-version=2022-04-01", "Retry-After": "0"})
+
+    def operation(request):
+        polls.append(1)
+        return Response(json.dumps({"status": "Succeeded" if len(polls) % 2 == 0 else "InProgress"}), content_type="application/json")
+
+    httpserver.expect_request(profile, method="GET", query_string="api-version=2022-04-01").respond_with_handler(get_profile)
+    httpserver.expect_request(re.compile(profile + "/externalEndpoints/.*"), method="PATCH").respond_with_handler(patch)
+    httpserver.expect_request("/op", method="GET").respond_with_handler(operation)
+    kind, result = run({"provider": "azure_traffic_manager", "azure_resource_manager_endpoint": httpserver.url_for("/").rstrip("/"),
+                        "azure_access_token": "tok", "azure_subscription_id": "s", "tm_resource_group": "g", "tm_profile": "tm",
+                        "active": "b"})
+    assert kind == "exit", result
+    assert endpoints["a"]["endpointStatus"] == "Disabled" and endpoints["b"]["endpointStatus"] == "Enabled"
+    assert len(polls) == 4 and result["routing"] == {"a": 0, "b": 100}
+    assert all(r.headers.get("Authorization") == "Bearer tok" for r, dummy in httpserver.log)
