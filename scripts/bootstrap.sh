@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what resilience.dr's lab and tests need, and nothing that is already there:
 #   - Debian packages (when root and apt-get exist): PostgreSQL 15, pgBackRest, HAProxy,
-#     nginx, shellcheck. Services are not started by the install: the lab starts its own.
+#     nginx, shellcheck, etcd (for Patroni tests). Services are not started by the install:
+#     the lab and the tests start their own.
 #   - .venv with python3.12 when it works, else python3, and requirements-test.txt.
 #   - ansible-test's get-pip bootstrap script, served from ensurepip + PyPI, so that
 #     `ansible-test sanity --venv` works on a machine (or an air-gapped network) that cannot
@@ -10,8 +11,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 
-debian_packages=(postgresql-15 postgresql-contrib pgbackrest haproxy nginx-light shellcheck)
-binaries=(/usr/lib/postgresql/15/bin/pg_ctl /usr/bin/pgbackrest /usr/sbin/haproxy /usr/sbin/nginx /usr/bin/shellcheck)
+debian_packages=(postgresql-15 postgresql-contrib pgbackrest haproxy nginx-light shellcheck etcd-server)
+binaries=(/usr/lib/postgresql/15/bin/pg_ctl /usr/bin/pgbackrest /usr/sbin/haproxy /usr/sbin/nginx /usr/bin/shellcheck /usr/bin/etcd)
 
 missing=()
 for i in "${!binaries[@]}"; do

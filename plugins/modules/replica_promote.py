@@ -32,6 +32,12 @@ description:
     C(pg_is_in_recovery)), C(verify_write).
     The old primary is fenced before waiting for replay, so that everything it committed
     before the fence is replayed before the promotion."
+  - "Steps of O(provider=patroni): C(switchover) (C(POST /switchover) with C(leader) and C(candidate), when
+    C(GET /cluster) shows a running leader) or C(failover) (C(POST /failover) with C(candidate), when no leader
+    runs, or with O(patroni_mode=failover)), then C(wait_for_leader) (polls C(GET /cluster) until O(candidate) is
+    the running C(leader) on a later timeline). Patroni itself stops the old leader (cleanly, in a switchover),
+    promotes the candidate and makes the old leader follow it; the module never touches PostgreSQL behind
+    Patroni's back."
   - "Steps of O(provider=aws_rds): C(promote_read_replica) then C(wait_available) (the
     C(db_instance_available) waiter); for Aurora C(failover_db_cluster) then C(wait_for_writer)
     (polls C(describe_db_clusters) until the target is the writer and the cluster available)."
@@ -54,9 +60,12 @@ options:
         server (C(properties.replica.promoteMode)/C(promoteOption)) through azure-mgmt-resource,
         polling the long-running operation. Tested against a local fake of Azure Resource
         Manager only (see notes).
+      - C(patroni) switches over (or fails over) a Patroni cluster to the member O(candidate) through
+        Patroni's REST API (O(patroni_url)). Tested against a real Patroni 4 cluster (two PostgreSQL 15
+        members, etcd 3.4).
     type: str
     required: true
-    choices: [postgres, aws_rds, gcp_cloudsql, azure_pg_flexible]
+    choices: [postgres, aws_rds, gcp_cloudsql, azure_pg_flexible, patroni]
   fence:
     description:
       - How to fence the old primary before promoting, when it is reachable.
@@ -126,6 +135,10 @@ options:
       - Largest replay lag in bytes that is promoted without O(allow_data_loss). The lag is the
         larger of received-but-not-replayed WAL and the old primary's current LSN minus the
         replayed LSN (when the old primary is reachable).
+      - O(provider=patroni) takes the largest of the candidate's C(lag), C(receive_lag) and
+        C(replay_lag) in C(GET /cluster) (bytes behind the leader's last LSN that Patroni wrote into
+        its DCS, refreshed every C(loop_wait)); a lag Patroni reports as C(unknown) is refused like
+        one that is too high.
     type: int
     default: 16777216
   max_lag:
@@ -201,6 +214,46 @@ options:
     type: str
     choices: [planned, forced]
     default: planned
+  patroni_url:
+    description:
+      - O(provider=patroni) - base URL of the REST API of one or more members of the cluster, such as
+        C(http://db1.example.internal:8008) (a member's advertised C(api_url) ending in C(/patroni) is
+        accepted). Any member answers for the whole cluster; the URLs are tried in order, so list
+        several for a failover where the old leader's host is down.
+    type: list
+    elements: str
+  patroni_username:
+    description:
+      - O(provider=patroni) - user of Patroni's C(restapi.authentication) (HTTP basic auth). Patroni
+        asks for it on C(POST /switchover) and C(POST /failover).
+    type: str
+  patroni_password:
+    description:
+      - O(provider=patroni) - password of O(patroni_username). Never returned or logged.
+    type: str
+  patroni_validate_certs:
+    description:
+      - O(provider=patroni) - verify the TLS certificate of an C(https) O(patroni_url).
+    type: bool
+    default: true
+  patroni_ca_cert:
+    description:
+      - O(provider=patroni) - CA bundle to verify an C(https) O(patroni_url) with.
+    type: path
+  candidate:
+    description:
+      - O(provider=patroni) - name of the Patroni member to promote (its C(name) in C(patroni.yml)
+        and in C(GET /cluster)). Required with O(provider=patroni). An unknown name is refused with
+        C(NOT_FOUND); a member that is already the leader is left alone (C(changed=false)).
+    type: str
+  patroni_mode:
+    description:
+      - O(provider=patroni) - C(auto) asks for a switchover when C(GET /cluster) shows a running leader
+        and for a failover when it does not; C(switchover) refuses (C(PRECONDITION_FAILED)) without a
+        running leader; C(failover) always sends C(POST /failover), which does not need the leader.
+    type: str
+    choices: [auto, switchover, failover]
+    default: auto
   backup_retention_period:
     description:
       - O(provider=aws_rds) - days of automated backups for the promoted RDS instance
@@ -277,6 +330,12 @@ notes:
     against Google Cloud. O(gcp_endpoint) replaces both C(https://sqladmin.googleapis.com) and
     C(https://monitoring.googleapis.com). An instance with a C(PENDING) or C(RUNNING) operation
     is refused with C(LOCKED); C(data_loss_bytes) is always null."
+  - "O(provider=patroni) was verified against a real Patroni 4.1 cluster (two PostgreSQL 15 members
+    and one etcd 3.4 on loopback, REST API with basic auth): check mode, switchover, re-run, lag guard,
+    unknown candidate. C(LOCKED) means C(GET /cluster) shows a C(scheduled_switchover); an immediate
+    switchover started by someone else is serialised by Patroni itself (its answer is then
+    C(PRECONDITION_FAILED) or C(APPLY_FAILED)). C(fence), C(wait_for_replay) and C(verify_write) do
+    not apply: Patroni fences and promotes. C(data_loss_bytes) is always null."
   - "O(provider=azure_pg_flexible) was verified only against a local HTTP fake of Azure Resource
     Manager (GET and PATCH of C(Microsoft.DBforPostgreSQL/flexibleServers), api-version
     2024-08-01, with an C(Azure-AsyncOperation) long-running operation) that checks the bearer
@@ -350,6 +409,17 @@ EXAMPLES = r"""
     azure_server_name: orders-replica-weu
     azure_promote_option: planned
 
+- name: Planned Patroni switchover to pg2, refused when it is more than 1 MiB behind
+  resilience.dr.replica_promote:
+    provider: patroni
+    patroni_url:
+      - http://db1.example.internal:8008
+      - http://db2.example.internal:8008
+    patroni_username: patroni
+    patroni_password: "{{ vault_patroni_api_password }}"
+    candidate: pg2
+    max_lag_bytes: 1048576
+
 - name: Planned switchover on one host, stopping the old primary
   resilience.dr.replica_promote:
     provider: postgres
@@ -401,8 +471,22 @@ replica_target:
   returned: O(provider=postgres)
   type: str
 mode:
-  description: C(promote_read_replica) or C(aurora_failover) (aws_rds); C(promote_replica) or C(ha_failover) (gcp_cloudsql).
-  returned: O(provider=aws_rds) and O(provider=gcp_cloudsql)
+  description:
+    - C(promote_read_replica) or C(aurora_failover) (aws_rds); C(promote_replica) or C(ha_failover) (gcp_cloudsql);
+      C(switchover) or C(failover) (patroni; null when the candidate already leads).
+  returned: O(provider=aws_rds), O(provider=gcp_cloudsql) and O(provider=patroni)
+  type: str
+candidate:
+  description: The Patroni member to promote (O(candidate)).
+  returned: O(provider=patroni)
+  type: str
+old_leader:
+  description: The Patroni leader when the run started (null when none held the leader lock).
+  returned: O(provider=patroni)
+  type: str
+new_leader:
+  description: The Patroni leader after the run (null when nothing was promoted, for example in check mode).
+  returned: O(provider=patroni)
   type: str
 promote_mode:
   description: The C(promoteMode) sent (O(azure_promote_mode)).
@@ -429,17 +513,18 @@ lsn_after:
   returned: O(provider=postgres)
   type: str
 timeline_before:
-  description: Timeline of the replica before.
-  returned: O(provider=postgres)
+  description: Timeline of the replica before (of the leader, for O(provider=patroni)).
+  returned: O(provider=postgres) and O(provider=patroni)
   type: int
 timeline_after:
-  description: Timeline after the promotion (one more than before).
-  returned: O(provider=postgres)
+  description: Timeline after the promotion (one more than before; null for O(provider=patroni) when nothing was promoted).
+  returned: O(provider=postgres) and O(provider=patroni)
   type: int
 lag:
   description:
     - Lag measured by the preflight - for O(provider=postgres) C(bytes), C(bytes_unreplayed),
-      C(bytes_behind_primary), C(seconds), the limits; for O(provider=aws_rds) C(metric),
+      C(bytes_behind_primary), C(seconds), the limits; for O(provider=patroni) C(bytes), C(lag),
+      C(receive_lag), C(replay_lag), C(max_lag_bytes); for O(provider=aws_rds) C(metric),
       C(seconds), C(latest_seconds), C(datapoints), C(window_seconds); always C(within_limits)
       and C(overridden) (by O(allow_data_loss)).
   returned: when the replica was still a replica
@@ -496,7 +581,7 @@ error:
   description:
     - Stable error code on failure - C(LAG_TOO_HIGH), C(LOCKED), C(CONNECTION_FAILED),
       C(AUTH_FAILED), C(INVALID_ARGUMENT), C(PRECONDITION_FAILED), C(TIMEOUT), C(APPLY_FAILED),
-      C(VERIFY_FAILED), C(MISSING_LIBRARY).
+      C(VERIFY_FAILED), C(MISSING_LIBRARY), C(NOT_FOUND).
   returned: failure
   type: str
 """
@@ -505,10 +590,10 @@ from ansible_collections.resilience.dr.plugins.module_utils._connection import (
     aws_spec, azure_spec, gcp_spec, merge_specs, postgres_spec)
 from ansible_collections.resilience.dr.plugins.module_utils._module import DRModule
 
-PROVIDERS = ["postgres", "aws_rds", "gcp_cloudsql", "azure_pg_flexible"]
+PROVIDERS = ["postgres", "aws_rds", "gcp_cloudsql", "azure_pg_flexible", "patroni"]
 _PG_ONLY = ["fence", "require_fence", "primary_login_host", "primary_port", "primary_login_user",
             "primary_login_password", "primary_database", "primary_connect_timeout", "primary_data_dir",
-            "primary_os_user", "pg_bin_dir", "max_lag_bytes", "require_streaming", "wait_for_replay",
+            "primary_os_user", "pg_bin_dir", "require_streaming", "wait_for_replay",
             "replay_timeout", "fence_timeout", "verify_write", "verify_table"]
 #: option -> the providers it means something for (refused with another one)
 ONLY_FOR = dict((name, ("postgres",)) for name in _PG_ONLY)
@@ -524,6 +609,14 @@ ONLY_FOR.update({
     "azure_server_name": ("azure_pg_flexible",),
     "azure_promote_mode": ("azure_pg_flexible",),
     "azure_promote_option": ("azure_pg_flexible",),
+    "max_lag_bytes": ("postgres", "patroni"),
+    "patroni_url": ("patroni",),
+    "patroni_username": ("patroni",),
+    "patroni_password": ("patroni",),
+    "patroni_validate_certs": ("patroni",),
+    "patroni_ca_cert": ("patroni",),
+    "candidate": ("patroni",),
+    "patroni_mode": ("patroni",),
 })
 
 
@@ -563,6 +656,13 @@ def argument_spec():
         azure_server_name=dict(type="str"),
         azure_promote_mode=dict(type="str", default="standalone", choices=["standalone", "switchover"]),
         azure_promote_option=dict(type="str", default="planned", choices=["planned", "forced"]),
+        patroni_url=dict(type="list", elements="str"),
+        patroni_username=dict(type="str"),
+        patroni_password=dict(type="str", no_log=True),
+        patroni_validate_certs=dict(type="bool", default=True),
+        patroni_ca_cert=dict(type="path"),
+        candidate=dict(type="str"),
+        patroni_mode=dict(type="str", default="auto", choices=["auto", "switchover", "failover"]),
     )
     return merge_specs(postgres_spec(), aws_spec(), gcp_spec(), azure_spec(), own)
 
@@ -607,6 +707,9 @@ def main():
     elif provider_name == "azure_pg_flexible":
         from ansible_collections.resilience.dr.plugins.module_utils._promote_azure import AzurePgFlexiblePromote
         provider = AzurePgFlexiblePromote(module)
+    elif provider_name == "patroni":
+        from ansible_collections.resilience.dr.plugins.module_utils._promote_patroni import PatroniPromote
+        provider = PatroniPromote(module)
     else:  # pragma: no cover - choices keep this out
         module.fail_json(msg="Unknown provider %s." % provider_name, error="INVALID_ARGUMENT")
     module.run_provider(provider)
