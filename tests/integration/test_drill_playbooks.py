@@ -63,9 +63,6 @@ def archive_now(lab):
 def test_verify_backups_fresh_lab(lab):
     records = records_path(lab)
     before = digest(records)
-    dry = run_playbook("playbooks/verify_backups.yml", play_vars(lab), check=True)
-    assert dry.returncode == 0, dry.stdout[-4000:]
-    assert "1 of 1 cluster(s) OK" in dry.stdout
     real = run_playbook("playbooks/verify_backups.yml", play_vars(lab))
     assert real.returncode == 0, real.stdout[-4000:]
     assert "backup verification: 1 of 1 cluster(s) OK" in real.stdout
@@ -178,5 +175,23 @@ def test_recovery_drill_twice(lab):
     assert dry.returncode == 0, dry.stdout[-4000:]
     vdry = run_playbook("playbooks/verify_backups.yml", play_vars(lab), check=True)
     assert vdry.returncode == 0, vdry.stdout[-4000:]
+    assert "backup verification (check mode: same read-only checks): 1 of 1 cluster(s) OK" in vdry.stdout
     assert digest(records) == before
     assert not glob.glob(os.path.join(scratch, "*"))
+
+    # a drill whose proof fails is recorded as failed, reported, and fails the run
+    impossible = [{"name": "events rows", "database": "appdb", "sql": "select count(*) from events", "expect": {"min": 1000000}}]
+    bad = run_playbook("playbooks/recovery_drill.yml", play_vars(lab, recovery_drill_verify_queries=impossible))
+    assert bad.returncode != 0
+    assert re.search(r"Recovery drill drill-%s-\S+ of %s FAILED: test_restore: .*events rows" % (NAME, NAME), bad.stdout), bad.stdout[-4000:]
+    with open(records) as handle:
+        last = [json.loads(line) for line in handle][-1]
+    assert last["kind"] == "drill" and last["status"] == "failed"
+    assert last["details"]["queries"][0]["value"] == 151 and last["details"]["queries"][0]["met"] is False
+    assert os.listdir(scratch) == []
+    with open(os.path.join(reports, "drills.json")) as handle:
+        report = json.load(handle)
+    assert [d["status"] for d in report["drills"]] == ["completed", "completed", "failed"]
+    assert report["drills"][2]["id"] == last["id"] and report["drills"][2]["failures"]
+    with open(os.path.join(reports, "drills.html")) as handle:
+        assert 'data-drill="%s"' % last["id"] in handle.read()

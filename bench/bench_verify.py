@@ -1,0 +1,285 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Backup verification benchmark: backup_verify's checksum check against ``pg_verifybackup`` and a floor.
+
+One private lab (port block 25200). On its primary: ``pgbench -i -s 70`` (>= 1 GB), then a
+fresh ``pg_basebackup`` (plain, ``backup_manifest`` with CRC32C, WAL streamed). Then, in the same
+run and interleaved (run 1 of every variant, run 2 of every variant...), median of ``--runs`` (3):
+
+``floor``            read every file of the backup once (4 MiB reads, one process): the least any
+                     verification that looks at every byte can take.
+``pg_verifybackup``  ``pg_verifybackup <backup>`` alone, as the module runs it (checks every file
+                     against the manifest, then parses the backup's WAL with pg_waldump).
+``module``           ``ansible localhost -m resilience.dr.backup_verify`` with ``checks: [checksums]``:
+                     the whole ansible process (start-up, AnsiballZ, backup discovery, the check).
+``ansible_ping``     ``ansible localhost -m ansible.builtin.ping`` the same way: Ansible's fixed cost per task
+                     run ad hoc (start-up, inventory, connection), which ``module`` pays too.
+``module_inner``     from the same runs, the seconds the module reports for its checksums check
+                     (``checks.checksums.seconds``): the module's own cost around pg_verifybackup.
+
+Two cache states, each with all variants: ``warm`` (the backup's files were read just before)
+and ``cold`` (each file's pages are dropped from the page cache with
+``posix_fadvise(POSIX_FADV_DONTNEED)`` before each run: only this backup's pages, nothing else on
+the machine is evicted). Results: bench/results/verify.json and verify.md (git-ignored).
+
+    python bench/bench_verify.py [--runs 3] [--scale 70] [--keep]
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+VENV_PY = os.path.join(ROOT, ".venv", "bin", "python")
+if os.path.exists(VENV_PY) and os.path.realpath(sys.prefix) != os.path.realpath(os.path.join(ROOT, ".venv")) \
+        and not os.environ.get("BENCH_VERIFY_NO_REEXEC"):
+    # ansible and the lab helpers live in the project's venv
+    os.environ["BENCH_VERIFY_NO_REEXEC"] = "1"
+    os.execv(VENV_PY, [VENV_PY] + sys.argv)
+
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+
+from lablib import Lab, run_module  # noqa: E402  pylint: disable=wrong-import-position
+
+NAME = "bench-verify"
+PORT_BASE = 25200
+VARIANTS = ("floor", "pg_verifybackup", "module", "ansible_ping")
+TARGET_RATIO = 1.2  # module / pg_verifybackup
+CHUNK = 4 * 1024 * 1024
+
+
+def log(msg):
+    sys.stdout.write("[%s] %s\n" % (time.strftime("%H:%M:%S"), msg))
+    sys.stdout.flush()
+
+
+class Bench(object):
+    def __init__(self, lab, args):
+        self.lab = lab
+        self.args = args
+        self.info = lab.info
+        self.bin = lab.info["pg_bin"]
+        self.env = dict(os.environ, PGPASSWORD=lab.info["password"], LC_ALL="C")
+        self.backup = None
+        self.files = []
+
+    def run(self, argv, as_user=False, check=True, timeout=3600):
+        if as_user:
+            argv = ["runuser", "-u", self.info["os_user"], "--"] + argv
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, env=self.env,
+                              timeout=timeout, check=False)
+        if check and proc.returncode != 0:
+            raise RuntimeError("%s failed (rc %d):\n%s" % (" ".join(argv), proc.returncode, proc.stdout[-3000:]))
+        return proc.stdout
+
+    def pg(self, name):
+        return os.path.join(self.bin, name)
+
+    def psql(self, sql):
+        return self.run([self.pg("psql"), "-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(self.info["primary"]["port"]),
+                         "-U", self.info["superuser"], "-d", self.info["database"], "-c", sql]).strip()
+
+    # -- the data ----------------------------------------------------------------------------
+    def build(self):
+        primary = self.info["primary"]
+        log("pgbench -i -s %d on the primary (as %s)" % (self.args.scale, self.info["os_user"]))
+        t0 = time.monotonic()
+        self.run([self.pg("pgbench"), "-i", "-q", "-s", str(self.args.scale), "-h", "127.0.0.1", "-p", str(primary["port"]),
+                  "-U", self.info["superuser"], self.info["database"]], as_user=True)
+        self.psql("checkpoint")
+        log("  %.1f s; database %s" % (time.monotonic() - t0, self.psql("select pg_size_pretty(pg_database_size(current_database()))")))
+        work = os.path.join(self.lab.root, "backups", "bench")
+        self.run(["install", "-d", "-o", self.info["os_user"], "-m", "0750", work])
+        name = "base-" + datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        target = os.path.join(work, name)
+        log("pg_basebackup -> %s" % target)
+        t0 = time.monotonic()
+        self.run([self.pg("pg_basebackup"), "-h", primary["socket_dir"], "-p", str(primary["port"]), "-U", self.info["superuser"],
+                  "-D", target + ".partial", "-X", "stream", "-c", "fast", "--manifest-checksums=CRC32C", "-l", name], as_user=True)
+        os.rename(target + ".partial", target)
+        self.backup = target
+        for folder, _dirs, names in os.walk(target):
+            self.files.extend(os.path.join(folder, n) for n in names)
+        total = sum(os.path.getsize(f) for f in self.files)
+        log("  %.1f s, %d files, %.2f GB" % (time.monotonic() - t0, len(self.files), total / 1e9))
+        if total < 1e9 and self.args.scale >= 70:
+            raise RuntimeError("the backup is %.2f GB, less than the 1 GB the benchmark promises" % (total / 1e9))
+        return {"backup": target, "backup_bytes": total, "backup_files": len(self.files),
+                "database_bytes": int(self.psql("select pg_database_size(current_database())"))}
+
+    # -- cache control -------------------------------------------------------------------------
+    def drop_cache(self):
+        os.sync()
+        for path in self.files:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+    def warm_cache(self):
+        self.read_all()
+
+    # -- the variants ------------------------------------------------------------------------
+    def read_all(self):
+        total = 0
+        for path in self.files:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                while True:
+                    data = os.read(fd, CHUNK)
+                    if not data:
+                        break
+                    total += len(data)
+            finally:
+                os.close(fd)
+        return total
+
+    def floor(self):
+        t0 = time.monotonic()
+        self.read_all()
+        return time.monotonic() - t0, {}
+
+    def pg_verifybackup(self):
+        t0 = time.monotonic()
+        out = self.run([self.pg("pg_verifybackup"), self.backup])
+        seconds = time.monotonic() - t0
+        if "successfully verified" not in out:
+            raise RuntimeError("pg_verifybackup said: %s" % out)
+        return seconds, {}
+
+    @staticmethod
+    def ansible_ping():
+        t0 = time.monotonic()
+        result = run_module("ansible.builtin.ping", {})
+        seconds = time.monotonic() - t0
+        if result.get("failed"):
+            raise RuntimeError("ansible ping failed: %s" % result.get("msg"))
+        return seconds, {}
+
+    def module(self):
+        t0 = time.monotonic()
+        result = run_module("resilience.dr.backup_verify", {"engine": "native", "backup_dir": self.backup, "checks": ["checksums"],
+                                                            "pg_bin_dir": self.bin})
+        seconds = time.monotonic() - t0
+        check = result.get("checks", {}).get("checksums", {})
+        if result.get("failed") or check.get("status") != "passed":
+            raise RuntimeError("backup_verify did not pass: %s" % (result.get("msg") or check.get("detail")))
+        return seconds, {"module_inner": check["seconds"], "module_reported": result.get("seconds"),
+                         "files_verified": check.get("figures", {}).get("files_verified")}
+
+
+def median(values):
+    return round(statistics.median(values), 3) if values else None
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--scale", type=int, default=70)
+    parser.add_argument("--keep", action="store_true", help="leave the lab up at the end")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("run as root: the lab's PostgreSQL runs as the postgres user")
+
+    log("lab %s on ports %d+" % (NAME, PORT_BASE))
+    lab = Lab.up(NAME, port_base=PORT_BASE)
+    try:
+        bench = Bench(lab, args)
+        data = bench.build()
+        samples = {}
+        for cache in ("warm", "cold"):
+            for variant in VARIANTS + ("module_inner",):
+                samples.setdefault(cache, {})[variant] = []
+            for run in range(args.runs):
+                for variant in VARIANTS:
+                    if cache == "cold":
+                        bench.drop_cache()
+                    else:
+                        bench.warm_cache()
+                    seconds, extra = getattr(bench, variant)()
+                    samples[cache][variant].append(round(seconds, 3))
+                    if "module_inner" in extra:
+                        samples[cache]["module_inner"].append(extra["module_inner"])
+                    log("%s run %d %-16s %.3f s %s" % (cache, run + 1, variant, seconds, extra or ""))
+        results = {}
+        for cache, by_variant in samples.items():
+            med = {variant: median(values) for variant, values in by_variant.items()}
+            ratios = {
+                "module/pg_verifybackup": round(med["module"] / med["pg_verifybackup"], 2),
+                "module/floor": round(med["module"] / med["floor"], 2),
+                "pg_verifybackup/floor": round(med["pg_verifybackup"] / med["floor"], 2),
+                "module_inner/pg_verifybackup": round(med["module_inner"] / med["pg_verifybackup"], 2),
+                "(module - ansible_ping)/pg_verifybackup": round((med["module"] - med["ansible_ping"]) / med["pg_verifybackup"], 2),
+            }
+            results[cache] = {"median_seconds": med, "runs": by_variant, "ratios": ratios,
+                              "target_met": ratios["module/pg_verifybackup"] <= TARGET_RATIO,
+                              "throughput_mb_s": {v: round(data["backup_bytes"] / 1e6 / med[v], 1) for v in VARIANTS if v != "ansible_ping"}}
+        out = {
+            "benchmark": "backup_verify checksums vs pg_verifybackup vs reading every file once",
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "host": {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release()},
+            "runs": args.runs, "scale": args.scale, "target": "module <= %.1fx pg_verifybackup" % TARGET_RATIO,
+            "data": data, "results": results,
+        }
+        write_results(out)
+        for cache in ("warm", "cold"):
+            r = results[cache]
+            log("%s cache: floor %.3f s, pg_verifybackup %.3f s, module %.3f s (inside the module %.3f s; ansible ping %.3f s)" % (
+                cache, r["median_seconds"]["floor"], r["median_seconds"]["pg_verifybackup"], r["median_seconds"]["module"],
+                r["median_seconds"]["module_inner"], r["median_seconds"]["ansible_ping"]))
+            log("  ratios: %s; target module <= %.1fx pg_verifybackup: %s" % (
+                ", ".join("%s %.2f" % kv for kv in r["ratios"].items()), TARGET_RATIO, "met" if r["target_met"] else "MISSED"))
+    finally:
+        if args.keep:
+            log("lab left up under %s (--keep)" % lab.root)
+        else:
+            log("removing the lab")
+            lab.down()
+            log("lab removed")
+
+
+def write_results(out):
+    folder = os.path.join(HERE, "results")
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "verify.json"), "w") as handle:
+        json.dump(out, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+    lines = [
+        "# backup_verify benchmark (%s)" % out["date"],
+        "",
+        "Backup: %.2f GB in %d files (pgbench scale %d); median of %d runs; %d CPUs." % (
+            out["data"]["backup_bytes"] / 1e9, out["data"]["backup_files"], out["scale"], out["runs"], out["host"]["cpus"]),
+        "",
+        "| cache | floor (read once) | pg_verifybackup | module (ansible process) | module's check alone | ansible ping "
+        "| module / pg_verifybackup | module's check / pg_verifybackup | (module - ping) / pg_verifybackup | module / floor "
+        "| pg_verifybackup / floor |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for cache in ("warm", "cold"):
+        r = out["results"][cache]
+        m = r["median_seconds"]
+        lines.append("| %s | %.3f s | %.3f s | %.3f s | %.3f s | %.3f s | %.2f | %.2f | %.2f | %.2f | %.2f |" % (
+            cache, m["floor"], m["pg_verifybackup"], m["module"], m["module_inner"], m["ansible_ping"],
+            r["ratios"]["module/pg_verifybackup"], r["ratios"]["module_inner/pg_verifybackup"],
+            r["ratios"]["(module - ansible_ping)/pg_verifybackup"], r["ratios"]["module/floor"], r["ratios"]["pg_verifybackup/floor"]))
+    verdicts = ["met" if out["results"][c]["target_met"] else "missed" for c in ("warm", "cold")]
+    lines += ["", "Target: %s (%s warm, %s cold)." % (out["target"], verdicts[0], verdicts[1]), ""]
+    with open(os.path.join(folder, "verify.md"), "w") as handle:
+        handle.write("\n".join(lines))
+    log("wrote bench/results/verify.json and verify.md")
+
+
+if __name__ == "__main__":
+    main()
