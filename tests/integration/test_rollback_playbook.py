@@ -1,0 +1,137 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""playbooks/rollback.yml level traffic on a private lab: a green release recorded as a switch,
+then the rollback puts blue back from the record's undo, after capture_state kept the state."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import glob
+import json
+import os
+import subprocess
+
+import pytest
+
+from lablib import Lab, run_playbook
+
+pytestmark = pytest.mark.lab
+
+PORT_BASE = 29400
+NAME = "rollback-pb"
+
+GREEN_RELEASE = """---
+- name: Green release, recorded with its way back
+  hosts: load_balancers
+  gather_facts: false
+  tasks:
+    - name: Send the web traffic to green
+      resilience.dr.traffic_switch:
+        provider: haproxy
+        haproxy_socket: "{{ dr_haproxy_socket }}"
+        haproxy_backend: "{{ dr_haproxy_http_backend }}"
+        active: green
+      register: release
+    - name: Record the switch
+      resilience.dr.rollback_record:
+        path: "{{ dr_records_file }}"
+        kind: switch
+        status: completed
+        reason: release v2
+        undo: "{{ release.undo }}"
+"""
+
+
+def lab_vars(**extra):
+    out = {"lab_name": NAME, "lab_port_base": PORT_BASE, "lab_root": os.path.join("/var/tmp/resilience-dr", NAME)}
+    out.update(extra)
+    return out
+
+
+@pytest.fixture(scope="module")
+def lab():
+    instance = Lab.up(NAME, port_base=PORT_BASE)
+    yield instance
+    instance.down()
+
+
+def web(lab):
+    state = lab.servers_state("web")
+    return {name: int(row["srv_admin_state"]) & 0x23 == 0 for name, row in state.items()}
+
+
+def records(lab):
+    path = os.path.join(lab.root, "records", "dr-records.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path) as handle:
+        return [json.loads(line) for line in handle]
+
+
+def captures(lab):
+    return sorted(glob.glob(os.path.join(lab.root, "rollback_state", "rollback_state_*")))
+
+
+def test_rollback_without_a_switch_record_refuses(lab):
+    out = run_playbook("playbooks/rollback.yml", lab_vars(rollback_level="traffic"))
+    assert out.returncode != 0
+    assert "No completed switch record with an undo" in out.stdout
+    assert [r["status"] for r in records(lab) if r["kind"] == "rollback"] == ["started", "failed"]
+    bad = run_playbook("playbooks/rollback.yml", lab_vars(rollback_level="everything"))
+    assert bad.returncode != 0 and "Give rollback_level" in bad.stdout
+
+
+def test_traffic_rollback_after_a_green_release(lab, tmp_path):
+    playbook = tmp_path / "green.yml"
+    playbook.write_text(GREEN_RELEASE)
+    out = run_playbook(str(playbook), lab_vars())
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert web(lab) == {"blue": False, "green": True}
+    assert lab.http_get()[1].strip() == "green v2"
+    before_captures = captures(lab)
+    before_records = records(lab)
+
+    # dry run: nothing switched, nothing captured, nothing recorded
+    dry = run_playbook("playbooks/rollback.yml", lab_vars(rollback_level="traffic"), check=True)
+    assert dry.returncode == 0, dry.stdout[-3000:]
+    assert "DRY RUN (check mode), nothing changed" in dry.stdout
+    assert "'blue': 0, 'green': 100} -> {'blue': 100, 'green': 0}" in dry.stdout
+    assert web(lab) == {"blue": False, "green": True}
+    assert captures(lab) == before_captures and records(lab) == before_records
+
+    gate = [{"url": "http://127.0.0.1:%d/" % lab.info["haproxy"]["http_port"], "contains": "blue v1"}]
+    real = run_playbook("playbooks/rollback.yml", lab_vars(rollback_level="traffic", rollback_reason="v2 breaks checkout",
+                                                           health_gate_http_checks=gate))
+    assert real.returncode == 0, real.stdout[-3000:]
+    # blue is back: HAProxy's own state and the page served through it
+    assert web(lab) == {"blue": True, "green": False}
+    assert lab.http_get()[1].strip() == "blue v1"
+    # capture_state's folder: manifest, HAProxy stats taken BEFORE the switch back, a restorable dump, log tails
+    new = [c for c in captures(lab) if c not in before_captures]
+    assert len(new) == 1
+    with open(os.path.join(new[0], "manifest.json")) as handle:
+        manifest = json.load(handle)
+    assert manifest["reason"] == "rollback level traffic: v2 breaks checkout"
+    names = {os.path.relpath(f["path"], new[0]) for f in manifest["files"]}
+    assert {"database.dump", "haproxy_stat.csv", "logs/var__tmp__resilience-dr__%s__log__primary.log" % NAME} <= names
+    for entry in manifest["files"]:
+        assert os.path.getsize(entry["path"]) == entry["size"] and len(entry["checksum"]) == 64
+    with open(os.path.join(new[0], "haproxy_stat.csv")) as handle:
+        stat = [line.split(",") for line in handle if line.startswith("web,")]
+    assert {row[1]: row[17] for row in stat if row[1] in ("blue", "green")} == {"blue": "MAINT", "green": "UP"}
+    listing = subprocess.run([os.path.join(lab.info["pg_bin"], "pg_restore"), "-l", os.path.join(new[0], "database.dump")],
+                             stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
+    assert "TABLE public events" in listing
+    assert oct(os.stat(os.path.join(new[0], "database.dump")).st_mode & 0o777) == "0o600"
+    # the record: started then completed, with the switch back's own undo (back to green)
+    rollback = [r for r in records(lab) if r["kind"] == "rollback"][-2:]
+    assert [r["status"] for r in rollback] == ["started", "completed"]
+    assert rollback[1]["undo"]["active"] == "green"
+    assert rollback[1]["details"]["traffic_previous"] == {"blue": 0, "green": 100}
+
+    # again: the last switch record still says blue, which is where traffic is: nothing changes
+    again = run_playbook("playbooks/rollback.yml", lab_vars(rollback_level="traffic", rollback_capture=False))
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert "(changed: False)" in again.stdout
+    assert web(lab) == {"blue": True, "green": False}
