@@ -185,7 +185,7 @@ def median(values):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--scale", type=int, default=70)
     parser.add_argument("--keep", action="store_true", help="leave the lab up at the end")

@@ -166,8 +166,8 @@ def test_recovery_drill_twice(lab):
         marks = svg.findall(".//s:line[@class='objective']", ns)
         assert [m.get("data-drill") for m in marks] == [e["id"] for e in final]
         # the objective line sits above the bar (smaller y) since the objective was met
-        for bar, mark in zip(bars, marks):
-            assert float(mark.get("y1")) < float(bar.get("y"))
+        for rect, mark in zip(bars, marks):
+            assert float(mark.get("y1")) < float(rect.get("y"))
 
     # check mode again, on a record file that now holds drills: untouched
     before = digest(records)
