@@ -133,15 +133,13 @@ def one_run(variant, synchronous):
         t_done = time.monotonic()
         time.sleep(0.5)
         writer.stop()
-        after = [t for t, _ in writer.acked if t > t0]
-        first_after = None
-        # first write acknowledged by the new primary: the writer's acks after the old primary stopped
-        # are counted from the end of the longest gap
-        times = [t for t, _ in writer.acked]
+        times = [moment for moment, row_id in writer.acked]
+        after = [moment for moment in times if moment > t0]
+        # the first write acknowledged by the new primary ends the longest gap around the failover
         gaps = [(b - a, a, b) for a, b in zip(times, times[1:]) if b > t0 - 0.5]
         longest = max(gaps) if gaps else (0.0, t0, t0)
         first_after = longest[2] if longest[0] > 0.05 else (after[0] if after else t_done)
-        acked_ids = [i for _, i in writer.acked]
+        acked_ids = [row_id for moment, row_id in writer.acked]
         present = set(r[0] for r in lab.sql("select id from events where id = any(%s)", (acked_ids,), node="replica"))
         timeline = None
         if os.path.exists(os.path.join(lab.root, "timeline.json")):
@@ -188,7 +186,7 @@ def parse_iso(text):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--synchronous", action="store_true")
     args = parser.parse_args()
@@ -214,8 +212,8 @@ def main():
              "|---|---|---|---|---|"]
     for variant in ("floor", "playbook"):
         m = summary[variant]
-        lines.append("| %s | %.3f | %.3f | %d | %d |" % (variant, m["rto_seconds"], m["longest_write_gap_seconds"],
-                                                       m["acknowledged_lost"], m["failed_attempts"]))
+        lines.append("| %s | %.3f | %.3f | %d | %d |" % (
+            variant, m["rto_seconds"], m["longest_write_gap_seconds"], m["acknowledged_lost"], m["failed_attempts"]))
     lines.append("")
     lines.append("Write gap, playbook / floor: %.2f (target <= 3.0); %s replication, median of %d runs."
                  % (ratio, "synchronous" if args.synchronous else "asynchronous", args.runs))

@@ -58,7 +58,7 @@ def tasks_for(lab):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     os.makedirs(RESULTS, exist_ok=True)
