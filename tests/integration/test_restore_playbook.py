@@ -167,6 +167,20 @@ def test_target_before_every_backup_is_refused(lab):
     assert len(records(lab)) == before, "a refused plan wrote a record"
 
 
+def test_failed_verification_is_recorded(lab, instant):
+    # the restore exists already; a verification statement that is false fails the run, and the record says so
+    variables = play_vars(lab, db_restore_target_time=instant.isoformat(), db_restore_port=NATIVE_PORT,
+                          db_restore_verify_sql=["select count(*) = 0 from events"])
+    before = len(records(lab))
+    proc = run_playbook("playbooks/restore.yml", variables)
+    assert proc.returncode != 0
+    assert "Restore failed at 'Check the restored data'" in proc.stdout, proc.stdout[-4000:]
+    events = records(lab)[before:]
+    assert [e["status"] for e in events] == ["started", "failed"]
+    assert events[1]["details"]["failed_task"] == "Check the restored data"
+    assert lab.sql("select pg_is_in_recovery()", node=str(NATIVE_PORT))[0][0] is False, "the restored cluster was touched"
+
+
 def test_resume_writers_on_the_restored_cluster(lab, instant):
     # the same restore again (already done: nothing restored, nothing dumped), then writers resumed
     variables = play_vars(lab, db_restore_target_time=instant.isoformat(), db_restore_port=NATIVE_PORT, db_restore_resume_writers=True)
