@@ -114,3 +114,72 @@ def test_failover_through_ansible_runner_matches_ansible_playbook(labs, tmp_path
     assert expected["replica_in_recovery"] is False and expected["rows_added"] == 1 and expected["old_primary"] == "down"
     assert expected["haproxy_active"] == ["replica"] and expected["record"] == [("failover", "started"), ("failover", "completed")]
     assert outcome(by_runner, committed[RUNNER_LAB["name"]]) == expected
+
+
+# -- AWX configuration as code (no AWX here: the data, and the playbooks' confirmation guard) ----
+def _controller():
+    import yaml  # pylint: disable=import-outside-toplevel
+    with open(os.path.join(ROOT, "awx", "controller.yml")) as handle:
+        return yaml.safe_load(handle)
+
+
+def test_awx_job_templates_and_schedule():
+    conf = _controller()
+    templates = {t["name"]: t for t in conf["awx_job_templates"]}
+    for template in templates.values():
+        assert os.path.exists(os.path.join(ROOT, template["playbook"])), template["playbook"]
+        if template["destructive"]:
+            confirm = [q for q in template["survey"] if q["variable"] == "confirm_cluster"]
+            assert confirm and confirm[0]["required"] is True and confirm[0]["type"] == "text", template["name"]
+        for question in template["survey"]:
+            assert question["type"] in ("text", "multiplechoice", "integer", "password")
+            if question["type"] == "multiplechoice":
+                assert question.get("default", question["choices"][0]) in question["choices"]
+    assert templates["DR - rollback"]["survey"][1]["choices"] == ["traffic", "service", "data", "full"]
+    drill = [s for s in conf["awx_schedules"] if s["unified_job_template"] == "DR - recovery drill"]
+    assert len(drill) == 1 and drill[0]["unified_job_template"] in templates
+    assert drill[0]["rrule"].startswith("DTSTART:") and " RRULE:FREQ=" in drill[0]["rrule"]
+
+
+@pytest.mark.parametrize("playbook, extra", [
+    ("playbooks/failback.yml", {}),
+    ("playbooks/rollback.yml", {"rollback_level": "traffic"}),
+])
+def test_destructive_playbooks_refuse_a_wrong_cluster_name(playbook, extra, tmp_path):
+    root = str(tmp_path / "no-lab")
+    out = run_playbook(playbook, dict(extra, lab_name="runner-confirm", lab_root=root, lab_port_base=29900,
+                                      confirm_cluster="some-other-cluster"))
+    assert out.returncode != 0
+    assert "confirm_cluster 'some-other-cluster' is not this inventory's cluster: nothing was changed." in out.stdout
+    assert not os.path.exists(root)  # nothing captured, recorded or touched
+
+
+def test_execution_environment_builds_a_context(tmp_path):
+    """ansible-builder v3 `create` (no container engine needed) from execution-environment.yml."""
+    builder = os.environ.get("RESILIENCE_ANSIBLE_BUILDER", os.path.join(VENV_BIN, "ansible-builder"))
+    if not os.path.exists(builder):
+        pytest.skip("ansible-builder is not installed (pip install ansible-builder>=3.2; set RESILIENCE_ANSIBLE_BUILDER to use another one)")
+    env = ansible_env()
+    out_dir = tmp_path / "dist"
+    subprocess.run([os.path.join(VENV_BIN, "ansible-galaxy"), "collection", "build", "--force", "--output-path", str(out_dir), ROOT],
+                   cwd=ROOT, env=env, check=True, stdout=subprocess.PIPE)
+    # the EE file names build/resilience-dr-<version>.tar.gz relative to itself: build it in a copy of the tree
+    import shutil  # pylint: disable=import-outside-toplevel
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for name in ("execution-environment.yml", "requirements.txt", "bindep.txt"):
+        shutil.copy(os.path.join(ROOT, name), str(tree / name))
+    (tree / "build").mkdir()
+    tarball = [name for name in os.listdir(str(out_dir)) if name.endswith(".tar.gz")][0]
+    shutil.copy(str(out_dir / tarball), str(tree / "build" / tarball))
+    context = tmp_path / "context"
+    proc = subprocess.run([builder, "create", "-f", str(tree / "execution-environment.yml"), "-c", str(context)],
+                          cwd=str(tree), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, check=False)
+    assert proc.returncode == 0, proc.stdout
+    build = context / "_build"
+    assert (build / "collection" / tarball).exists()
+    assert "psycopg" in (build / "requirements.txt").read_text()
+    assert "postgresql-client" in (build / "bindep.txt").read_text()
+    steps = (context / "Dockerfile").read_text()
+    assert "ansible-galaxy collection install" in steps and "/build/resilience-dr.tar.gz" in steps
+    assert "kubernetes.core" in (build / "requirements.yml").read_text()
