@@ -7,14 +7,16 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import datetime
 import glob
 import json
 import os
 import subprocess
+import time
 
 import pytest
 
-from lablib import Lab, run_playbook
+from lablib import Lab, run_playbook, wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -49,10 +51,21 @@ def lab_vars(**extra):
     return out
 
 
+RESTORE_PORT = PORT_BASE + 50
+
+
+def stop_pg(lab, data_dir):
+    if os.path.exists(os.path.join(data_dir, "postmaster.pid")):
+        subprocess.run(["runuser", "-u", lab.info["os_user"], "--", os.path.join(lab.info["pg_bin"], "pg_ctl"), "-D", data_dir,
+                        "-m", "immediate", "-w", "stop"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
+
+
 @pytest.fixture(scope="module")
 def lab():
     instance = Lab.up(NAME, port_base=PORT_BASE)
     yield instance
+    for data_dir in glob.glob(os.path.join(instance.root, "restores", "*")):
+        stop_pg(instance, data_dir)
     instance.down()
 
 
@@ -135,3 +148,38 @@ def test_traffic_rollback_after_a_green_release(lab, tmp_path):
     assert again.returncode == 0, again.stdout[-3000:]
     assert "(changed: False)" in again.stdout
     assert web(lab) == {"blue": True, "green": False}
+
+
+def test_data_rollback_restores_the_table_to_the_instant_with_a_dump_kept(lab):
+    """Level data delegates to restore.yml (the db_restore role): PITR into a new data dir and port."""
+    for _row in range(6):
+        lab.sql("insert into events (written_at, payload) values (clock_timestamp(), 'rb-before')")
+    time.sleep(0.4)
+    moment = lab.sql("select clock_timestamp()")[0][0].astimezone(datetime.timezone.utc)
+    time.sleep(0.4)
+    for _row in range(4):
+        lab.sql("insert into events (written_at, payload) values (clock_timestamp(), 'rb-after')")
+    segment = lab.sql("select pg_walfile_name(pg_current_wal_lsn())")[0][0]
+    lab.sql("select pg_switch_wal()")
+    wait_until(lambda: os.path.exists(os.path.join(lab.info["wal_archive"], segment)), timeout=60, what="WAL archived")
+    want = [r[0] for r in lab.sql("select id from events where written_at <= %s order by id", (moment,))]
+    before_captures = captures(lab)
+    dumps = os.path.join(lab.root, "dumps")
+
+    out = run_playbook("playbooks/rollback.yml", lab_vars(
+        rollback_level="data", rollback_reason="bad migration", db_restore_target_time=moment.isoformat(),
+        db_restore_port=RESTORE_PORT, db_restore_data_dir=os.path.join(lab.root, "restores", "rollback"),
+        db_restore_dump_dir=dumps))
+    assert out.returncode == 0, out.stdout[-5000:]
+    # the restored cluster holds exactly the rows written up to the instant
+    assert [r[0] for r in lab.sql("select id from events order by id", node=str(RESTORE_PORT))] == want
+    payloads = dict(lab.sql("select payload, count(*) from events group by payload", node=str(RESTORE_PORT)))
+    assert payloads["rb-before"] == 6 and "rb-after" not in payloads
+    # the pre-restore dump is kept (restore.yml's), and capture_state's own dump before it
+    assert len(glob.glob(os.path.join(dumps, "appdb-pre-restore-*.dump"))) == 1
+    new = [c for c in captures(lab) if c not in before_captures]
+    assert len(new) == 1 and os.path.exists(os.path.join(new[0], "database.dump"))
+    rollback = [r for r in records(lab) if r["kind"] == "rollback"][-2:]
+    assert [r["status"] for r in rollback] == ["started", "completed"]
+    assert rollback[1]["details"]["level"] == "data" and rollback[1]["details"]["data"] == "restore.yml"
+    assert [r["status"] for r in records(lab) if r["kind"] == "restore"][-1] == "completed"
