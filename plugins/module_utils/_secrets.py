@@ -21,7 +21,7 @@ string_types = (str,)
 MASK = "********"
 
 _SECRET_KEY = re.compile(
-    r"(pass(word|wd|phrase)?|secret|token|api[_-]?key|private[_-]?key|access[_-]?key|"
+    r"(pass(word|wd|phrase)|(^|[_-])pass($|[_-])|secret|token|api[_-]?key|private[_-]?key|access[_-]?key|"
     r"credential|auth|cookie|session[_-]?key|^key$|_key$|dsn|conn(ection)?[_-]?string)",
     re.IGNORECASE,
 )

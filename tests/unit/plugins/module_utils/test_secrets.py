@@ -58,3 +58,9 @@ def test_is_secret_key():
     assert not _secrets.is_secret_key("kms_key_id")
     assert not _secrets.is_secret_key("services")
     assert not _secrets.is_secret_key(3)
+    # results, not passwords
+    assert not _secrets.is_secret_key("passed")
+    assert not _secrets.is_secret_key("queries_passed")
+    assert not _secrets.is_secret_key("bypass_cache")
+    assert _secrets.is_secret_key("db_pass")
+    assert _secrets.is_secret_key("pass")
