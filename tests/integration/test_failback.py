@@ -3,15 +3,18 @@
 """playbooks/failback.yml on private labs: failover.yml, then failback.yml, and the lab ends as it began.
 
 The synchronous lab (port base 29000) runs failover then failback with a writer going through
-HAProxy the whole time (pg_rewind both ways); the asynchronous lab (29200) fails back with
-re-clones (pg_basebackup into a moved-aside data directory)."""
+HAProxy the whole time (pg_rewind both ways); on the asynchronous lab (29200) the old primary
+took writes after the failover (no fence) and lost its WAL, so pg_rewind fails and the role
+re-clones it with pg_basebackup into its data directory, the old one moved aside."""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import glob
 import json
 import os
+import subprocess
 import threading
 import time
 
@@ -23,7 +26,7 @@ from lablib import Lab, run_playbook, wait_until
 pytestmark = pytest.mark.lab
 
 SYNC = {"name": "failback-sync", "port_base": 29000, "synchronous": True}
-CLONE = {"name": "failback-clone", "port_base": 29200, "synchronous": False}
+CLONE = {"name": "failback-diverged", "port_base": 29200, "synchronous": False}
 
 
 def lab_vars(spec, **extra):
@@ -133,10 +136,18 @@ def clone_run(labs):
 
     def scenario():
         try:
-            result["failover"] = run_playbook("playbooks/failover.yml", lab_vars(CLONE))
+            # a failover without fence: the old primary stays writable and takes writes (split brain) ...
+            result["failover"] = run_playbook("playbooks/failover.yml", lab_vars(CLONE, dr_pg_fence="none"))
             if result["failover"].returncode == 0:
+                result["diverged"] = {lab.sql("insert into events (payload) values ('split-brain') returning id")[0][0]
+                                      for _n in range(5)}
+                # ... then it is stopped and loses its WAL: pg_rewind cannot find where it diverged
+                subprocess.run(["runuser", "-u", lab.info["os_user"], "--", os.path.join(lab.info["pg_bin"], "pg_ctl"),
+                                "-D", lab.info["primary"]["data_dir"], "-m", "fast", "-w", "stop"], check=True, stdout=subprocess.PIPE)
+                for segment in glob.glob(os.path.join(lab.info["primary"]["data_dir"], "pg_wal", "0000*")):
+                    os.remove(segment)
                 result["written"] = {through_haproxy(lab, "between-%d" % n)[0] for n in range(10)}
-                result["failback"] = run_playbook("playbooks/failback.yml", lab_vars(CLONE, db_failback_resync_method="clone"))
+                result["failback"] = run_playbook("playbooks/failback.yml", lab_vars(CLONE))
         except Exception as exc:  # pylint: disable=broad-except
             result["error"] = exc
 
@@ -214,7 +225,7 @@ def test_failover_then_failback_with_a_writer_on_a_synchronous_lab(labs, clone_r
     assert streams(lab) == [("lab_replica", "streaming", "sync")]
 
 
-def test_failback_by_reclone_keeps_the_old_data_directories(labs, clone_run):
+def test_failback_reclones_when_rewind_fails_and_keeps_the_old_data_directory(labs, clone_run):
     lab = labs[CLONE["name"]]
     result, thread = clone_run
     thread.join()
@@ -223,15 +234,26 @@ def test_failback_by_reclone_keeps_the_old_data_directories(labs, clone_run):
     written = result["written"]
     out = result["failback"]
     assert out.returncode == 0, out.stdout[-4000:]
-    assert "resynchronised: primary by clone, replica by clone" in out.stdout
+    assert "pg_rewind failed" in out.stdout
+    assert "resynchronised: primary by clone, replica by rewind" in out.stdout
     _id, port = through_haproxy(lab, "after-failback")
     assert port == lab.info["primary"]["port"]
-    assert written <= ids(lab)
+    # every row of the current primary's timeline is there; the split-brain rows are not (ids
+    # overlap: both sides drew from their own copy of the sequence, so compare by payload) ...
+    assert {r[0] for r in lab.sql("select id from events where payload like 'between-%'")} == written
+    assert len(result["diverged"]) == 5
+    assert lab.sql("select count(*) from events where payload = 'split-brain'") == [(0,)]
     wait_until(lambda: streams(lab) == [("lab_replica", "streaming", "async")], what="streaming")
-    # the old data directories were moved aside, not removed; each node kept its own settings
+    wait_until(lambda: ids(lab, "replica") == ids(lab), what="the replica to catch up")
+    # ... but kept, in the old data directory moved aside (not removed); each node kept its own settings
     pg_dir = os.path.dirname(lab.info["primary"]["data_dir"])
     aside = sorted(name for name in os.listdir(pg_dir) if ".failback-" in name)
-    assert [name.split(".failback-")[0] for name in aside] == ["primary", "replica"]
+    assert [name.split(".failback-")[0] for name in aside] == ["primary"]
+    assert os.path.exists(os.path.join(pg_dir, aside[0], "PG_VERSION"))
+    with open(os.path.join(lab.root, "records", "dr-records.jsonl")) as handle:
+        done = [json.loads(line) for line in handle][-1]["details"]["resync"]
+    assert [(r["node"], r["method"], r["rewind_rc"] != 0) for r in done] == [("primary", "clone", True), ("replica", "rewind", False)]
+    assert done[0]["moved_aside"] == os.path.join(pg_dir, aside[0])
     for node in ("primary", "replica"):
         with open(os.path.join(lab.info[node]["data_dir"], "lab.conf")) as handle:
             assert "port = %d" % lab.info[node]["port"] in handle.read()
