@@ -17,7 +17,7 @@ export ANSIBLE_ROLES_PATH := $(ROOT)/roles
 export PATH := $(VENV)/bin:$(PATH)
 LAB_ARGS ?=
 
-.PHONY: help deps collection lab lab-down demo test sanity units integration lint changelog-lint bench
+.PHONY: help deps collection lab lab-down demo test sanity units integration lint changelog-lint bench chaos
 
 help:
 	@echo "make test | demo | lab | lab-down | sanity | units | integration | lint | bench | deps"
@@ -64,6 +64,10 @@ changelog-lint: deps
 # the same run, and writes bench/results/<name>.json and .md (not part of make test)
 bench: deps collection
 	@set -e; for script in bench/bench_*.py; do echo "=== $$script"; $(PY) $$script; done
+
+# fault injection (docs/chaos.md): each scenario on its own private lab, results in chaos/results/
+chaos: deps collection
+	$(PY) chaos/chaos.py
 
 test: deps collection
 	@bash scripts/run-tests.sh
