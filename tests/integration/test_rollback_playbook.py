@@ -183,3 +183,35 @@ def test_data_rollback_restores_the_table_to_the_instant_with_a_dump_kept(lab):
     assert [r["status"] for r in rollback] == ["started", "completed"]
     assert rollback[1]["details"]["level"] == "data" and rollback[1]["details"]["data"] == "restore.yml"
     assert [r["status"] for r in records(lab) if r["kind"] == "restore"][-1] == "completed"
+
+
+SERVICE_TASKS = """---
+- name: Roll the app back (a stand-in for a git tag checkout + systemctl restart)
+  ansible.builtin.copy:
+    content: "{{ rollback_reason }}\\n"
+    dest: "{{ marker }}"
+    mode: "0600"
+"""
+
+
+def test_service_level_runs_your_tasks_and_refuses_kubernetes_without_kubernetes_core(lab, tmp_path):
+    tasks = tmp_path / "service.yml"
+    tasks.write_text(SERVICE_TASKS)
+    marker = tmp_path / "rolled-back"
+    routing = web(lab)
+    out = run_playbook("playbooks/rollback.yml", lab_vars(rollback_level="service", rollback_reason="v2 leaks memory",
+                                                          rollback_service_tasks=str(tasks), marker=str(marker),
+                                                          rollback_capture=False))
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert marker.read_text() == "v2 leaks memory\n"
+    assert web(lab) == routing  # level service leaves the traffic alone
+
+    nothing = run_playbook("playbooks/rollback.yml", lab_vars(rollback_level="service", rollback_capture=False))
+    assert nothing.returncode == 0, nothing.stdout[-3000:]
+    assert "no service was rolled back" in nothing.stdout
+
+    k8s = run_playbook("playbooks/rollback.yml", lab_vars(rollback_level="service", rollback_capture=False,
+                                                          rollback_k8s_deployments=[{"name": "shop-api", "namespace": "shop"}]))
+    assert k8s.returncode != 0
+    assert "the kubernetes.core collection is not installed" in k8s.stdout
+    assert [r["status"] for r in records(lab) if r["kind"] == "rollback"][-1] == "failed"
