@@ -445,10 +445,34 @@ class PostgresPromote(Provider):
         result["last_lsn"] = self.primary_last_lsn
         return result
 
+    def _postmaster_alive(self):
+        """True/False for the old primary's postmaster (from its postmaster.pid), None without one."""
+        pid_file = os.path.join(self.params.get("primary_data_dir") or "", "postmaster.pid")
+        try:
+            with open(pid_file) as handle:
+                pid = int(handle.readline().strip())
+        except (IOError, OSError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
     def _fence_stop(self):
-        self.primary_last_lsn = self.primary.current_lsn()
-        self.primary_last_lsn_source = "read on the old primary right before stopping it"
+        try:
+            self.primary_last_lsn = self.primary.current_lsn()
+            self.primary_last_lsn_source = "read on the old primary right before stopping it"
+        except Exception:  # pylint: disable=broad-except
+            # it died between the preflight and now: what it wrote last is read from pg_controldata below
+            self.primary_last_lsn = None
+            self.primary_last_lsn_source = "unknown: the old primary died before it could be read"
         self.primary.close()
+        if self._postmaster_alive() is False:
+            # killed or crashed after the preflight: it is already fenced; pg_ctl stop would wait on a dead PID
+            return {"already_down": True, "stale_pid_file": True, "last_lsn": self.primary_last_lsn}
         rc, out, err = self.run_pg_ctl(self._pg_ctl_argv())
         if rc != 0:
             raise DRError(APPLY_FAILED, "pg_ctl stop of the old primary failed (rc=%s): %s" % (rc, (err or out).strip()))
@@ -569,9 +593,8 @@ class PostgresPromote(Provider):
                               "fencing." % (self.primary.target, setting))
             primary["writable"] = False
         if "fence_stop" in actions:
-            pid_file = os.path.join(self.params["primary_data_dir"], "postmaster.pid")
-            if os.path.exists(pid_file):
-                raise DRError(VERIFY_FAILED, "The old primary's postmaster.pid is still there after pg_ctl stop.")
+            if self._postmaster_alive():
+                raise DRError(VERIFY_FAILED, "The old primary's postmaster is still running after pg_ctl stop.")
             primary = {"given": True, "reachable": False, "target": current["primary"].get("target"), "stopped": True}
         if "promote" in actions:
             self._summarise_promotion(current, replica)
