@@ -20,7 +20,7 @@ LAB_ARGS ?=
 .PHONY: help deps collection lab lab-down demo test sanity units integration lint changelog-lint bench chaos
 
 help:
-	@echo "make test | demo | lab | lab-down | sanity | units | integration | lint | bench | deps"
+	@echo "make test | demo | lab | lab-down | sanity | units | integration | lint | bench | chaos | deps"
 
 deps:
 	@bash scripts/bootstrap.sh
