@@ -667,6 +667,14 @@ def scratch_settings(port, socket_dir, restore_command=None, listen_addresses="1
     return out
 
 
+#: server log phrases after which ``wait_recovery`` asks the server where replay is
+WAIT_LOG_MARKERS = ("recovery stopping", "pausing at the end of recovery", "recovery has paused", "archive recovery complete",
+                    "selected new timeline", "ready to accept connections", "consistent recovery state", "FATAL", "PANIC",
+                    "shutting down", "redo done")
+#: seconds between two queries of ``wait_recovery`` when the log says nothing new
+WAIT_QUERY_INTERVAL = 1.0
+
+
 class ScratchInstance(object):
     """A PostgreSQL cluster in ``data_dir`` run by ``os_user`` on ``port``.
 
@@ -872,6 +880,8 @@ class ScratchInstance(object):
         deadline = started + timeout
         last_error = None
         seen_pid = False
+        last_query = 0.0
+        log_offset = self.log_size()
         while time.monotonic() < deadline:
             pid = self.pid()
             if pid is None:
@@ -880,7 +890,19 @@ class ScratchInstance(object):
                 time.sleep(poll)
                 continue
             seen_pid = True
-            if self.pm_status() in ("ready", "standby"):
+            status = self.pm_status()
+            if status == "standby" and time.monotonic() - last_query < WAIT_QUERY_INTERVAL:
+                # while replay runs, each query is a runuser + psql process taking CPU from
+                # the startup process: query when the server log says something changed
+                # (pause, stop, end of recovery, error), else once a second
+                size = self.log_size()
+                news = self.log_text(log_offset) if size != log_offset else ""
+                log_offset = size
+                if not any(marker in news for marker in WAIT_LOG_MARKERS):
+                    time.sleep(poll)
+                    continue
+            if status in ("ready", "standby"):
+                last_query = time.monotonic()
                 try:
                     facts = self.recovery_facts()
                 except DRError as exc:
@@ -908,9 +930,14 @@ class ScratchInstance(object):
         paused = self.query("select pg_is_in_recovery() and pg_get_wal_replay_pause_state() = 'paused'")[0][0] == "t"
         self.query("select pg_wal_replay_resume()" if paused else "select pg_promote(false)")
         deadline = time.monotonic() + timeout
+        last_query = 0.0
         while time.monotonic() < deadline:
-            if self.query("select pg_is_in_recovery()")[0][0] == "f":
-                return True
+            # each query is a runuser + psql process: ask only once postmaster.pid says
+            # "ready" (it says "standby" until recovery has ended), or twice a second
+            if self.pm_status() == "ready" or time.monotonic() - last_query >= 0.5:
+                last_query = time.monotonic()
+                if self.query("select pg_is_in_recovery()")[0][0] == "f":
+                    return True
             time.sleep(0.01)
         raise DRError(TIMEOUT, "The restored cluster in %s did not leave recovery within %ss after pg_promote()." % (self.data_dir, timeout))
 
