@@ -72,6 +72,9 @@ def state(lab):
     out = {}
     for node in ("primary", "replica"):
         try:
+            # pg_control's timeline moves at the first checkpoint after a promotion, which may land at
+            # any moment: take it now, so that two snapshots compare the cluster, not the checkpointer
+            lab.sql("checkpoint", node=node)
             out[node] = lab.sql("select timeline_id, pg_is_in_recovery() from pg_control_checkpoint()", node=node)[0]
         except psycopg.OperationalError:
             out[node] = "down"

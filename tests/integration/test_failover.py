@@ -79,4 +79,5 @@ def test_failover(lab):
     again = run_playbook("playbooks/failover.yml", lab_vars())
     assert again.returncode == 0, again.stdout[-4000:]
     assert "promoted 127.0.0.1:%d/appdb: False" % lab.info["replica"]["port"] in again.stdout
+    lab.sql("checkpoint", node="replica")  # pg_control's timeline moves at the first checkpoint after promotion
     assert lab.sql("select timeline_id from pg_control_checkpoint()", node="replica")[0][0] == 2

@@ -65,6 +65,7 @@ def outcome(lab, committed):
     pg = lab.servers_state("pg")
     with open(os.path.join(lab.root, "records", "dr-records.jsonl")) as handle:
         lines = [json.loads(line) for line in handle]
+    lab.sql("checkpoint", node="replica")  # pg_control's timeline moves at the first checkpoint after promotion
     return {
         "replica_in_recovery": lab.in_recovery("replica"),
         "rows_added": lab.sql("select count(*) from events", node="replica")[0][0] - committed,
