@@ -163,8 +163,13 @@ class FileRecordProvider(RecordProvider):
         folder = os.path.dirname(self.path)
         created_folder = False
         if not os.path.isdir(folder):
-            os.makedirs(folder, 0o700)
-            created_folder = True
+            try:
+                os.makedirs(folder, 0o700)
+                created_folder = True
+            except FileExistsError:
+                pass  # another writer created it between the check and here
+            except OSError as exc:
+                raise DRError(APPLY_FAILED, "Cannot create the folder of record file %s: %s." % (self.path, exc.strerror))
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         except OSError as exc:
