@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 
 import conftest  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
 import psycopg  # noqa: E402  pylint: disable=wrong-import-position
-from lablib import Lab, ansible_env, run_module, run_playbook  # noqa: E402  pylint: disable=wrong-import-position
+from lablib import Lab, Writer, ansible_env, run_module, run_playbook  # noqa: E402  pylint: disable=wrong-import-position
 
 RESULTS = os.path.join(HERE, "results")
 PORT_BLOCK = 30000
@@ -55,52 +55,6 @@ def check(condition, message, checks):
 
 
 # -- load and sampling -------------------------------------------------------------------
-class Writer(threading.Thread):
-    """Insert through HAProxy until stopped; keep (time, id) of every acknowledged row
-    (the same writer as bench/bench_failover.py)."""
-
-    def __init__(self, lab, limit_seconds=120, port=None):
-        super(Writer, self).__init__(daemon=True)
-        self.dsn = lab.dsn(str(port or lab.info["haproxy"]["pg_port"])).replace("connect_timeout=5", "connect_timeout=2")
-        self.acked = []
-        self.failures = 0
-        self.stop_event = threading.Event()
-        self.limit = limit_seconds
-
-    def run(self):
-        deadline = time.monotonic() + self.limit
-        conn = None
-        while not self.stop_event.is_set() and time.monotonic() < deadline:
-            try:
-                if conn is None:
-                    conn = psycopg.connect(self.dsn, autocommit=True)
-                row = conn.execute("insert into events (payload) values ('chaos') returning id").fetchone()
-                self.acked.append((time.monotonic(), row[0]))
-            except psycopg.Error:
-                self.failures += 1
-                if conn is not None:
-                    try:
-                        conn.close()
-                    except psycopg.Error:
-                        pass
-                conn = None
-                time.sleep(0.005)
-        if conn is not None:
-            conn.close()
-
-    def stop(self):
-        self.stop_event.set()
-        self.join(10)
-
-    def figures(self, t0):
-        times = [pair[0] for pair in self.acked]
-        gaps = [(b - a, b) for a, b in zip(times, times[1:]) if b > t0 - 0.5]
-        longest = max(gaps) if gaps else (0.0, t0)
-        return {"acknowledged": len(self.acked), "failed_requests": self.failures,
-                "write_gap_seconds": round(longest[0], 3),
-                "rto_seconds": round(longest[1] - t0, 3) if longest[0] > 0.05 else None}
-
-
 class SplitBrainChecker(threading.Thread):
     """Every ~50 ms: each HAProxy `pg` server that is UP and not in maintenance is asked
     `select pg_is_in_recovery()` on its own port; more than one writable at once is a split brain."""
@@ -340,7 +294,7 @@ def lab_down(lab):
 def scenario_kill_primary(lab, out):
     """kill -9 of the old primary while failover.yml runs under a write load (synchronous lab)."""
     checks, texts = out["checks"], out["texts"]
-    writer, checker = Writer(lab), SplitBrainChecker(lab)
+    writer, checker = Writer(lab, payload="chaos"), SplitBrainChecker(lab)
     writer.start()
     checker.start()
     time.sleep(1.0)
@@ -416,7 +370,7 @@ def scenario_kill_primary_in_module(lab, out):
 def scenario_two_failovers(lab, out):
     """Two failover.yml runs started at the same moment."""
     checks, texts = out["checks"], out["texts"]
-    writer, checker = Writer(lab), SplitBrainChecker(lab)
+    writer, checker = Writer(lab, payload="chaos"), SplitBrainChecker(lab)
     writer.start()
     checker.start()
     time.sleep(0.5)
@@ -449,7 +403,7 @@ def scenario_two_failovers(lab, out):
 def scenario_kill_module(lab, out):
     """SIGKILL of the ansible-playbook process tree in the middle of the promotion, then a rerun."""
     checks, texts = out["checks"], out["texts"]
-    writer, checker = Writer(lab), SplitBrainChecker(lab)
+    writer, checker = Writer(lab, payload="chaos"), SplitBrainChecker(lab)
     writer.start()
     checker.start()
     time.sleep(0.5)
@@ -494,7 +448,7 @@ def promote_args(lab, **extra):
 def scenario_link_cut(lab, out):
     """Replication link cut (primary_conninfo emptied on the replica) while writes go on."""
     checks, texts = out["checks"], out["texts"]
-    writer = Writer(lab, port=lab.info["primary"]["port"])
+    writer = Writer(lab, port=lab.info["primary"]["port"], payload="chaos")
     writer.start()
     time.sleep(1.0)
     lab.sql("alter system set primary_conninfo = ''", node="replica")

@@ -58,6 +58,33 @@ def bearer_token(params):
         raise DRError(AUTH_FAILED, "Could not get an Azure token for %s: %s; give azure_access_token or a service principal." % (scope, exc))
 
 
+def arm_call(http, base, api_version, method, url, body=None, role_hint=""):
+    """One Azure Resource Manager request through ``http`` (a requests session carrying the
+    bearer token); returns (response, JSON body) or raises DRError with a stable code.
+    ``role_hint`` names the role an operator should check on a 401/403."""
+    if not url.startswith("http"):
+        url = base + url
+    params = None if "api-version=" in url else {"api-version": api_version}
+    try:
+        resp = http.request(method, url, params=params, json=body, timeout=30)
+    except requests.exceptions.RequestException as exc:
+        raise DRError(CONNECTION_FAILED, "Cannot reach Azure Resource Manager at %s: %s; check azure_resource_manager_endpoint." % (base, exc))
+    try:
+        data = resp.json() if resp.content else {}
+    except ValueError:
+        data = {"error": {"message": resp.text[:300]}}
+    if resp.status_code >= 400:
+        error = data.get("error") or {}
+        message = "%s: %s" % (error.get("code", resp.status_code), error.get("message", resp.text[:300]))
+        if resp.status_code == 404:
+            raise DRError(NOT_FOUND, "Azure has no %s (404 %s)." % (url.split("?")[0][len(base):], message))
+        if resp.status_code in (401, 403):
+            raise DRError(AUTH_FAILED, "Azure refused %s (%d %s); check the token and its role assignments%s." % (
+                method, resp.status_code, message, role_hint))
+        raise DRError(APPLY_FAILED, "Azure answered %d to %s: %s." % (resp.status_code, method, message))
+    return resp, data
+
+
 class FrontDoorTraffic(TrafficProvider):
     name = "azure_front_door"
     context_options = ("azure_subscription_id", "azure_resource_manager_endpoint", "afd_resource_group", "afd_profile",
@@ -81,26 +108,7 @@ class FrontDoorTraffic(TrafficProvider):
         return "origin of origin group %s:" % self.params["afd_origin_group"]
 
     def call(self, method, url, body=None):
-        if not url.startswith("http"):
-            url = self.base + url
-        params = None if "api-version=" in url else {"api-version": API_VERSION}
-        try:
-            resp = self.http.request(method, url, params=params, json=body, timeout=30)
-        except requests.exceptions.RequestException as exc:
-            raise DRError(CONNECTION_FAILED, "Cannot reach Azure Resource Manager at %s: %s; check azure_resource_manager_endpoint." % (self.base, exc))
-        try:
-            data = resp.json() if resp.content else {}
-        except ValueError:
-            data = {"error": {"message": resp.text[:300]}}
-        if resp.status_code >= 400:
-            error = data.get("error") or {}
-            message = "%s: %s" % (error.get("code", resp.status_code), error.get("message", resp.text[:300]))
-            if resp.status_code == 404:
-                raise DRError(NOT_FOUND, "Azure has no %s (404 %s)." % (url.split("?")[0][len(self.base):], message))
-            if resp.status_code in (401, 403):
-                raise DRError(AUTH_FAILED, "Azure refused %s (%d %s); check the token and its role assignments." % (method, resp.status_code, message))
-            raise DRError(APPLY_FAILED, "Azure answered %d to %s: %s." % (resp.status_code, method, message))
-        return resp, data
+        return arm_call(self.http, self.base, API_VERSION, method, url, body)
 
     def origins(self):
         out = []

@@ -28,15 +28,13 @@ from ansible_collections.resilience.dr.plugins.module_utils import _deps
 from ansible_collections.resilience.dr.plugins.module_utils._errors import (
     DRError,
     APPLY_FAILED,
-    AUTH_FAILED,
-    CONNECTION_FAILED,
     INVALID_ARGUMENT,
     NOT_FOUND,
     PRECONDITION_FAILED,
     TIMEOUT,
 )
 from ansible_collections.resilience.dr.plugins.module_utils._module import Step
-from ansible_collections.resilience.dr.plugins.module_utils._traffic_azure_front_door import bearer_token
+from ansible_collections.resilience.dr.plugins.module_utils._traffic_azure_front_door import arm_call, bearer_token
 from ansible_collections.resilience.dr.plugins.module_utils._traffic_common import (
     TrafficProvider,
     same_routing,
@@ -78,27 +76,7 @@ class TrafficManagerTraffic(TrafficProvider):
         return "endpoint of Traffic Manager profile %s:" % self.params["tm_profile"]
 
     def call(self, method, url, body=None):
-        if not url.startswith("http"):
-            url = self.base + url
-        params = None if "api-version=" in url else {"api-version": API_VERSION}
-        try:
-            resp = self.http.request(method, url, params=params, json=body, timeout=30)
-        except requests.exceptions.RequestException as exc:
-            raise DRError(CONNECTION_FAILED, "Cannot reach Azure Resource Manager at %s: %s; check azure_resource_manager_endpoint." % (self.base, exc))
-        try:
-            data = resp.json() if resp.content else {}
-        except ValueError:
-            data = {"error": {"message": resp.text[:300]}}
-        if resp.status_code >= 400:
-            error = data.get("error") or {}
-            message = "%s: %s" % (error.get("code", resp.status_code), error.get("message", resp.text[:300]))
-            if resp.status_code == 404:
-                raise DRError(NOT_FOUND, "Azure has no %s (404 %s)." % (url.split("?")[0][len(self.base):], message))
-            if resp.status_code in (401, 403):
-                raise DRError(AUTH_FAILED, "Azure refused %s (%d %s); check the token and its role assignments (Traffic Manager "
-                              "Contributor)." % (method, resp.status_code, message))
-            raise DRError(APPLY_FAILED, "Azure answered %d to %s: %s." % (resp.status_code, method, message))
-        return resp, data
+        return arm_call(self.http, self.base, API_VERSION, method, url, body, role_hint=" (Traffic Manager Contributor)")
 
     def read_state(self):
         profile = self.call("GET", self.profile)[1]

@@ -36,6 +36,8 @@ from ansible_collections.resilience.dr.plugins.module_utils._errors import (
     TIMEOUT,
 )
 from ansible_collections.resilience.dr.plugins.module_utils._module import Step
+# the same credentials as gcp_cloud_run: access token, service account file or ADC
+from ansible_collections.resilience.dr.plugins.module_utils._traffic_cloud_run import session
 from ansible_collections.resilience.dr.plugins.module_utils._traffic_common import (
     TrafficProvider,
     same_routing,
@@ -43,30 +45,11 @@ from ansible_collections.resilience.dr.plugins.module_utils._traffic_common impo
 )
 
 with _deps.declare("google-auth", pip="google-auth", reason="for the gcp_cloud_dns provider"):
-    import google.auth
     import google.auth.exceptions
-    from google.auth.transport.requests import AuthorizedSession
-    from google.oauth2 import credentials as oauth2_credentials
-    from google.oauth2 import service_account
     import requests
 
 #: keys Cloud DNS generates; never sent back in an addition
 GENERATED = ("kind", "signatureRrdatas")
-
-
-def session(params):
-    _deps.require("google-auth")
-    scopes = params.get("gcp_scopes") or ["https://www.googleapis.com/auth/cloud-platform"]
-    try:
-        if params.get("gcp_access_token"):
-            creds = oauth2_credentials.Credentials(token=params["gcp_access_token"])
-        elif params.get("gcp_credentials_file"):
-            creds = service_account.Credentials.from_service_account_file(params["gcp_credentials_file"], scopes=scopes)
-        else:
-            creds = google.auth.default(scopes=scopes)[0]
-    except (google.auth.exceptions.GoogleAuthError, IOError, OSError, ValueError) as exc:
-        raise DRError(AUTH_FAILED, "No usable Google credentials: %s; give gcp_access_token or gcp_credentials_file." % exc)
-    return AuthorizedSession(creds)
 
 
 def fqdn(name):

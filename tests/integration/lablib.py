@@ -27,6 +27,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -200,6 +201,57 @@ class Lab(object):
                 return resp.status, resp.read().decode()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()
+
+
+class Writer(threading.Thread):
+    """Write load for failover tests, benchmarks and chaos: inserts through HAProxy (or
+    ``port``) until stopped or ``limit_seconds`` have passed, reconnecting after errors,
+    and keeps (time, id) of every acknowledged row."""
+
+    def __init__(self, lab, limit_seconds=120, port=None, payload="load"):
+        super(Writer, self).__init__(daemon=True)
+        self.dsn = lab.dsn(str(port or lab.info["haproxy"]["pg_port"])).replace("connect_timeout=5", "connect_timeout=2")
+        self.payload = payload
+        self.acked = []
+        self.failures = 0
+        self.stop_event = threading.Event()
+        self.limit = limit_seconds
+
+    def run(self):
+        import psycopg  # pylint: disable=import-outside-toplevel
+        deadline = time.monotonic() + self.limit
+        conn = None
+        while not self.stop_event.is_set() and time.monotonic() < deadline:
+            try:
+                if conn is None:
+                    conn = psycopg.connect(self.dsn, autocommit=True)
+                row = conn.execute("insert into events (payload) values (%s) returning id", (self.payload,)).fetchone()
+                self.acked.append((time.monotonic(), row[0]))
+            except psycopg.Error:
+                self.failures += 1
+                if conn is not None:
+                    try:
+                        conn.close()
+                    except psycopg.Error:
+                        pass
+                conn = None
+                time.sleep(0.005)
+        if conn is not None:
+            conn.close()
+
+    def stop(self):
+        self.stop_event.set()
+        self.join(10)
+
+    def figures(self, t0):
+        """Acknowledged rows, failed attempts, the longest gap between two acknowledged writes
+        around ``t0`` and the RTO it implies (end of that gap - t0)."""
+        times = [pair[0] for pair in self.acked]
+        gaps = [(b - a, b) for a, b in zip(times, times[1:]) if b > t0 - 0.5]
+        longest = max(gaps) if gaps else (0.0, t0)
+        return {"acknowledged": len(self.acked), "failed_requests": self.failures,
+                "write_gap_seconds": round(longest[0], 3),
+                "rto_seconds": round(longest[1] - t0, 3) if longest[0] > 0.05 else None}
 
 
 def wait_until(predicate, timeout=30, interval=0.2, what="condition"):
