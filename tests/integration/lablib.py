@@ -21,6 +21,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import json
 import os
 import shutil
@@ -252,6 +253,36 @@ class Writer(threading.Thread):
         return {"acknowledged": len(self.acked), "failed_requests": self.failures,
                 "write_gap_seconds": round(longest[0], 3),
                 "rto_seconds": round(longest[1] - t0, 3) if longest[0] > 0.05 else None}
+
+
+@contextlib.contextmanager
+def moto_server(port, timeout=30):
+    """moto's server on 127.0.0.1:``port`` for the length of the block; yields its endpoint
+    URL and stops it (by its PID) afterwards, also when the block fails."""
+    with socket.socket() as probe:
+        probe.settimeout(0.3)
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            raise AssertionError("port %d is already in use: moto_server cannot start there" % port)
+    proc = subprocess.Popen([os.path.join(VENV_BIN, "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError("moto_server did not start on port %d" % port)
+                time.sleep(0.1)
+        yield "http://127.0.0.1:%d" % port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 def wait_until(predicate, timeout=30, interval=0.2, what="condition"):

@@ -8,14 +8,11 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
-import os
-import socket
-import subprocess
 import time
 
 import pytest
 
-from lablib import VENV_BIN
+from lablib import moto_server
 from test_backup_verify import run_module, MODULE
 
 boto3 = pytest.importorskip("boto3")
@@ -26,31 +23,10 @@ AWS = {"aws_endpoint_url": ENDPOINT, "aws_access_key_id": "testing", "aws_secret
        "aws_region": "us-east-1"}
 
 
-def _port_open(port):
-    with socket.socket() as sock:
-        sock.settimeout(0.3)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
 @pytest.fixture(scope="module")
 def moto():
-    assert not _port_open(PORT), "port %d is already in use" % PORT
-    proc = subprocess.Popen([os.path.join(VENV_BIN, "moto_server"), "-H", "127.0.0.1", "-p", str(PORT)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while not _port_open(PORT):
-            assert proc.poll() is None, "moto_server exited"
-            assert time.monotonic() < deadline, "moto_server did not start"
-            time.sleep(0.2)
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    with moto_server(PORT) as endpoint:
+        yield endpoint
 
 
 def client(service):

@@ -9,7 +9,6 @@ __metaclass__ = type
 import datetime
 import json
 import os
-import socket
 import subprocess
 import time
 
@@ -46,25 +45,15 @@ def run_module(args, check=False):
 
 @pytest.fixture(scope="module")
 def moto():
-    proc = subprocess.Popen([os.path.join(lablib.VENV_BIN, "moto_server"), "-H", "127.0.0.1", "-p", str(PORT)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", PORT), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    client = boto3.client("rds", endpoint_url=ENDPOINT, region_name="us-east-1", aws_access_key_id="testing",
-                          aws_secret_access_key="testing-secret")
-    client.create_db_instance(DBInstanceIdentifier="orders", DBInstanceClass="db.t3.micro", Engine="postgres", MasterUsername="app",
-                              MasterUserPassword="app-password-1", AllocatedStorage=20, BackupRetentionPeriod=7)
-    client.create_db_instance(DBInstanceIdentifier="nobackups", DBInstanceClass="db.t3.micro", Engine="postgres",
-                              MasterUsername="app", MasterUserPassword="app-password-1", AllocatedStorage=20, BackupRetentionPeriod=0)
-    time.sleep(2)  # so that "a second before the latest restorable time" is after the creation
-    yield client
-    proc.terminate()
-    proc.wait(10)
+    with lablib.moto_server(PORT):
+        client = boto3.client("rds", endpoint_url=ENDPOINT, region_name="us-east-1", aws_access_key_id="testing",
+                              aws_secret_access_key="testing-secret")
+        client.create_db_instance(DBInstanceIdentifier="orders", DBInstanceClass="db.t3.micro", Engine="postgres", MasterUsername="app",
+                                  MasterUserPassword="app-password-1", AllocatedStorage=20, BackupRetentionPeriod=7)
+        client.create_db_instance(DBInstanceIdentifier="nobackups", DBInstanceClass="db.t3.micro", Engine="postgres",
+                                  MasterUsername="app", MasterUserPassword="app-password-1", AllocatedStorage=20, BackupRetentionPeriod=0)
+        time.sleep(2)  # so that "a second before the latest restorable time" is after the creation
+        yield client
 
 
 def args_for(target_id, **extra):

@@ -15,16 +15,13 @@ __metaclass__ = type
 
 import datetime
 import os
-import socket
-import subprocess
 import sys
-import time
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from lablib import VENV_BIN  # noqa: E402  pylint: disable=wrong-import-position
+from lablib import moto_server  # noqa: E402  pylint: disable=wrong-import-position
 from test_replica_promote_lab import run_module  # noqa: E402  pylint: disable=wrong-import-position
 
 boto3 = pytest.importorskip("boto3")
@@ -37,25 +34,8 @@ AWS = dict(aws_endpoint_url=ENDPOINT, aws_region="us-east-1", aws_access_key_id=
 
 @pytest.fixture(scope="module")
 def moto():
-    proc = subprocess.Popen([os.path.join(VENV_BIN, "moto_server"), "-H", "127.0.0.1", "-p", str(PORT)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", PORT), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise AssertionError("moto_server did not start on port %d" % PORT)
-                time.sleep(0.2)
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with moto_server(PORT) as endpoint:
+        yield endpoint
 
 
 def client(service):

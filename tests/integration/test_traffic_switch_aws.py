@@ -9,14 +9,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import os
-import subprocess
-import time
-import urllib.request
 
 import pytest
 
-from lablib import VENV_BIN
+from lablib import moto_server
 from test_traffic_switch_lab import MODULE, run_module
 
 boto3 = pytest.importorskip("boto3")
@@ -28,28 +24,8 @@ REGION = "us-east-1"
 
 @pytest.fixture(scope="module")
 def moto():
-    log = open(os.path.join("/tmp", "traffic_switch_moto_%d.log" % MOTO_PORT), "w")
-    proc = subprocess.Popen([os.path.join(VENV_BIN, "moto_server"), "-H", "127.0.0.1", "-p", str(MOTO_PORT)],
-                            stdout=log, stderr=subprocess.STDOUT)
-    url = "http://127.0.0.1:%d" % MOTO_PORT
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(url + "/moto-api/", timeout=1)
-                break
-            except Exception:  # pylint: disable=broad-except
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise AssertionError("moto_server did not start on %s" % url)
-                time.sleep(0.2)
+    with moto_server(MOTO_PORT) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def aws(url, service):
