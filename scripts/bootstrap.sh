@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what resilience.dr's lab and tests need, and nothing that is already there:
 #   - Debian packages (when root and apt-get exist): PostgreSQL 15, pgBackRest, HAProxy,
-#     nginx, shellcheck, etcd (for Patroni tests). Services are not started by the install:
+#     nginx, shellcheck, etcd (for Patroni tests), rsync (for Barman). Services are not started by the install:
 #     the lab and the tests start their own.
 #   - .venv with python3.12 when it works, else python3, and requirements-test.txt.
 #   - ansible-test's get-pip bootstrap script, served from ensurepip + PyPI, so that
@@ -11,14 +11,15 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 
-debian_packages=(postgresql-15 postgresql-contrib pgbackrest haproxy nginx-light shellcheck etcd-server)
-binaries=(/usr/lib/postgresql/15/bin/pg_ctl /usr/bin/pgbackrest /usr/sbin/haproxy /usr/sbin/nginx /usr/bin/shellcheck /usr/bin/etcd)
+# each Debian package with a file that shows it is installed (same order in both lists)
+debian_packages=(postgresql-15 postgresql-contrib pgbackrest haproxy nginx-light shellcheck etcd-server rsync)
+package_files=(/usr/lib/postgresql/15/bin/pg_ctl /usr/share/postgresql/15/extension/pg_stat_statements.control
+  /usr/bin/pgbackrest /usr/sbin/haproxy /usr/sbin/nginx /usr/bin/shellcheck /usr/bin/etcd /usr/bin/rsync)
 
 missing=()
-for i in "${!binaries[@]}"; do
-  [[ -x "${binaries[$i]}" ]] || missing+=("${debian_packages[$i]}")
+for i in "${!debian_packages[@]}"; do
+  [[ -e "${package_files[$i]}" ]] || missing+=("${debian_packages[$i]}")
 done
-if ! dpkg -s postgresql-contrib >/dev/null 2>&1; then missing+=(postgresql-contrib); fi
 if ((${#missing[@]})); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
     echo "bootstrap: installing Debian packages: ${missing[*]}"
