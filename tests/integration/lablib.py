@@ -293,3 +293,139 @@ def wait_until(predicate, timeout=30, interval=0.2, what="condition"):
             return value
         time.sleep(interval)
     raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+
+
+# -- snapshots of everything a runbook could change (check-mode and ansible-runner tests) ----
+HAPROXY_STABLE_FIELDS = ("srv_addr", "srv_port", "srv_op_state", "srv_admin_state", "srv_uweight", "srv_iweight")
+
+
+def _sha256(path):
+    import hashlib  # pylint: disable=import-outside-toplevel
+    with open(path, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()
+
+
+def _listing(path):
+    return sorted(os.listdir(path)) if os.path.isdir(path) else None
+
+
+def haproxy_state(lab, backend):
+    """``show servers state`` of a backend without what moves by itself (time since last change,
+    health-check counters): {server: {addr, port, op_state, admin_state, uweight, iweight}}."""
+    return {name: {key: row.get(key) for key in HAPROXY_STABLE_FIELDS} for name, row in lab.servers_state(backend).items()}
+
+
+def settle(lab):
+    """Make the next snapshots comparable: CHECKPOINT every running node (pg_control's timeline
+    moves at the first checkpoint after a promotion), switch the WAL of the node that takes
+    writes and wait until the archive holds it (archive_timeout would otherwise add a segment
+    between two snapshots)."""
+    import psycopg  # pylint: disable=import-outside-toplevel
+    for node in ("primary", "replica"):
+        try:
+            lab.sql("checkpoint", node=node)
+        except psycopg.OperationalError:
+            continue
+        if not lab.in_recovery(node):
+            segment = lab.sql("select pg_walfile_name(pg_current_wal_lsn())", node=node)[0][0]
+            lab.sql("select pg_switch_wal()", node=node)
+            wait_until(lambda seg=segment: os.path.exists(os.path.join(lab.info["wal_archive"], seg)), timeout=60,
+                       what="WAL segment %s archived" % segment)
+
+
+def snapshot(lab):
+    """Everything a runbook could change on the lab, read from the components themselves:
+    each PostgreSQL node's role, timelines (live and pg_control), fence and sync settings,
+    replication and the row count of every table in appdb; HAProxy's pg and web backends;
+    nginx's config files and the record files by hash; the base backups, the WAL archive and
+    the data dirs by listing; and the lab folder two levels deep (dumps, restores, captures,
+    reports...). Two snapshots of a lab nobody touched in between are equal (after settle())."""
+    import psycopg  # pylint: disable=import-outside-toplevel
+    info, root = lab.info, lab.root
+    out = {"postgres": {}, "rows": {}}
+    for node in ("primary", "replica"):
+        try:
+            with lab.connect(node) as conn:
+                row = conn.execute(
+                    "select pg_is_in_recovery(), c.timeline_id, c.prev_timeline_id, current_setting('default_transaction_read_only'),"
+                    " current_setting('synchronous_standby_names'), r.min_recovery_end_timeline, r.end_of_backup_record_required"
+                    " from pg_control_checkpoint() c, pg_control_recovery() r").fetchone()
+                state = dict(zip(("in_recovery", "pg_control_timeline", "pg_control_prev_timeline", "read_only",
+                                  "synchronous_standby_names", "min_recovery_end_timeline", "end_of_backup_record_required"), row))
+                if state["in_recovery"]:
+                    state["replay_paused"] = conn.execute("select pg_is_wal_replay_paused()").fetchone()[0]
+                    state["upstream_port"] = (conn.execute("select sender_port from pg_stat_wal_receiver").fetchone() or [None])[0]
+                else:
+                    state["timeline"] = int(conn.execute("select pg_walfile_name(pg_current_wal_lsn())").fetchone()[0][:8], 16)
+                    state["standbys"] = sorted(conn.execute("select application_name, sync_state from pg_stat_replication").fetchall())
+                    state["slots"] = sorted(conn.execute("select slot_name, slot_type from pg_replication_slots").fetchall())
+                    tables = [r[0] for r in conn.execute(
+                        "select format('%I.%I', schemaname, relname) from pg_stat_user_tables order by 1").fetchall()]
+                    out["rows"][node] = {t: conn.execute("select count(*) from %s" % t).fetchone()[0] for t in tables}
+        except psycopg.OperationalError:
+            state = "down"
+        out["postgres"][node] = state
+    out["data_dirs"] = {node: _listing(info[node]["data_dir"]) for node in ("primary", "replica")}
+    out["haproxy"] = {backend: haproxy_state(lab, backend) for backend in ("pg", "web")}
+    nginx_dir = os.path.join(root, "nginx")
+    out["nginx"] = {os.path.relpath(os.path.join(d, f), root): _sha256(os.path.join(d, f))
+                    for d, _sub, files in os.walk(nginx_dir) for f in files if f.endswith(".conf")}
+    records_dir = os.path.join(root, "records")
+    out["records"] = {f: _sha256(os.path.join(records_dir, f)) for f in (_listing(records_dir) or [])}
+    out["base_backups"] = _listing(info["base_backups"])
+    out["wal_archive"] = _listing(info["wal_archive"])
+    skip = {"pg", "wal_archive", "pgbackrest", "log", "backups"}
+    out["tree"] = sorted(
+        [top for top in os.listdir(root)]
+        + [os.path.join(top, sub) for top in os.listdir(root) if top not in skip and os.path.isdir(os.path.join(root, top))
+           for sub in os.listdir(os.path.join(root, top))])
+    return out
+
+
+def snapshot_diff(before, after):
+    """The top-level keys (and nodes / backends / files) that differ, for an assertion message."""
+    diff = {}
+    for key in sorted(set(before) | set(after)):
+        if before.get(key) != after.get(key):
+            a, b = before.get(key), after.get(key)
+            if isinstance(a, dict) and isinstance(b, dict):
+                diff[key] = {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+            else:
+                diff[key] = (a, b)
+    return diff
+
+
+def comparable(lab, snap):
+    """A snapshot with what legitimately differs between two labs built alike taken out: ports
+    become offsets from the lab's port base, the lab's root and ports are blanked in nginx's files
+    before hashing, records become their (kind, status) list, backups a count, the WAL archive its
+    timelines, and digits in file names (times, random ids) a '#'."""
+    import re  # pylint: disable=import-outside-toplevel
+    base, root = lab.info["port_base"], lab.root
+
+    def offset(port):
+        return None if port in (None, "") else int(port) - base
+
+    def blank(text):
+        text = text.replace(root, "<root>")
+        return re.sub(r"\b%s(\d\d)\b" % str(base)[:-2], r"<base+\1>", text)
+
+    out = json.loads(json.dumps(snap))
+    for state in out["postgres"].values():
+        if isinstance(state, dict) and "upstream_port" in state:
+            state["upstream_port"] = offset(state["upstream_port"])
+    for servers in out["haproxy"].values():
+        for row in servers.values():
+            row["srv_port"] = offset(row["srv_port"])
+    out["nginx"] = {}
+    for rel in snap["nginx"]:
+        with open(os.path.join(root, rel)) as handle:
+            out["nginx"][rel] = blank(handle.read())
+    out["records"] = {}
+    for name in snap["records"]:
+        with open(os.path.join(root, "records", name)) as handle:
+            out["records"][name] = [(r["kind"], r["status"]) for r in (json.loads(line) for line in handle if line.strip())]
+    out["base_backups"] = len(snap["base_backups"] or [])
+    out["wal_archive"] = sorted({n[:8] for n in snap["wal_archive"] or []} | {n for n in snap["wal_archive"] or [] if n.endswith(".history")})
+    out["tree"] = sorted({re.sub(r"\d+", "#", path) for path in snap["tree"]})
+    return out

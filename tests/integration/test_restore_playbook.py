@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from lablib import Lab, run_playbook, wait_until
+from lablib import Lab, haproxy_state, run_playbook, wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -91,6 +91,34 @@ def records(lab):
         return []
     with open(path) as handle:
         return [json.loads(line) for line in handle]
+
+
+@pytest.mark.parametrize("confirm, check", [("some-other-cluster", False), ("", False), ("default", True)])
+def test_wrong_or_empty_confirmation_changes_nothing(lab, instant, confirm, check):
+    """The AWX survey's confirm_cluster must equal the cluster's name (here the lab's name): a wrong
+    one, an empty one (a survey answered with nothing) or the name of another lab is refused before
+    anything is planned, stopped, dumped, restored or recorded, also in --check."""
+    data_dir = os.path.join(lab.root, "restores", "unconfirmed")
+    pg_before = haproxy_state(lab, "pg")
+    rows_before = lab.sql("select count(*) from events")[0][0]
+    proc = run_playbook("playbooks/restore.yml", play_vars(lab, db_restore_target_time=instant.isoformat(), db_restore_port=26503,
+                                                           db_restore_data_dir=data_dir, confirm_cluster=confirm), check=check)
+    assert proc.returncode != 0
+    assert "confirm_cluster '%s' is not this inventory's cluster: nothing was changed." % confirm in proc.stdout, proc.stdout[-3000:]
+    assert "Plan the restore" not in proc.stdout, "the role ran after a refused confirmation"
+    assert not os.path.exists(data_dir)
+    assert not glob.glob(os.path.join(lab.root, "dumps", "*")), "a dump was written"
+    assert records(lab) == [], "a record was written"
+    assert haproxy_state(lab, "pg") == pg_before, "HAProxy's pg backend changed"
+    assert maint(lab, "primary") == 0
+    assert lab.sql("select count(*) from events")[0][0] == rows_before
+
+
+def test_matching_confirmation_is_accepted(lab, instant):
+    dry = run_playbook("playbooks/restore.yml", play_vars(lab, db_restore_target_time=instant.isoformat(), db_restore_port=NATIVE_PORT,
+                                                          confirm_cluster=NAME), check=True)
+    assert dry.returncode == 0, dry.stdout[-4000:]
+    assert "DRY RUN (check mode), nothing will change" in dry.stdout
 
 
 def test_check_then_restore(lab, instant):
