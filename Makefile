@@ -17,10 +17,10 @@ export ANSIBLE_ROLES_PATH := $(ROOT)/roles
 export PATH := $(VENV)/bin:$(PATH)
 LAB_ARGS ?=
 
-.PHONY: help deps collection lab lab-down demo test sanity units integration lint changelog-lint bench chaos
+.PHONY: help deps collection lab lab-down demo test sanity units integration lint changelog-lint bench chaos docs
 
 help:
-	@echo "make test | demo | lab | lab-down | sanity | units | integration | lint | bench | chaos | deps"
+	@echo "make test | demo | lab | lab-down | sanity | units | integration | lint | docs | bench | chaos | deps"
 
 deps:
 	@bash scripts/bootstrap.sh
@@ -59,6 +59,10 @@ lint: deps collection
 
 changelog-lint: deps
 	antsibull-changelog lint
+
+# docs/modules/<module>.md from each module's DOCUMENTATION, EXAMPLES and RETURN (tests/unit/test_module_docs.py checks them)
+docs: deps collection
+	$(PY) scripts/gen_module_docs.py
 
 # benchmarks: each script brings up its own private lab, measures against a floor taken in
 # the same run, and writes bench/results/<name>.json and .md (not part of make test)
