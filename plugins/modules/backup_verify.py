@@ -68,6 +68,10 @@ options:
       - V(native) is C(pg_basebackup) output (plain or tar format, with C(backup_manifest))
         in O(backup_dir) and a WAL archive folder O(wal_archive).
       - V(pgbackrest) is a pgBackRest stanza (O(stanza), O(pgbackrest_config)).
+      - V(barman) is a Barman server (O(barman_server) in O(barman_config)); its newest
+        C(DONE) backup is verified with C(barman verify-backup), its WAL store
+        (C(wals_directory)) is checked for gaps, and C(barman recover) fills the scratch
+        of C(test_restore), which replays WAL with C(barman get-wal).
       - V(s3) is logical dumps (or any backup files) as objects under O(s3_prefix) in
         O(s3_bucket); only C(max_age) applies, with the newest object's size.
       - V(aws_rds) is an RDS instance's automated backups, latest restorable time and
@@ -80,11 +84,11 @@ options:
         only C(max_age) applies.
     type: str
     required: true
-    choices: [native, pgbackrest, s3, aws_rds, gcp_cloudsql, azure_pg_flexible]
+    choices: [native, pgbackrest, barman, s3, aws_rds, gcp_cloudsql, azure_pg_flexible]
   checks:
     description:
       - The checks to run. Default is every check the engine supports.
-      - V(native) and V(pgbackrest) support all four; the cloud engines support V(max_age).
+      - V(native), V(pgbackrest) and V(barman) support all four; the cloud engines support V(max_age).
     type: list
     elements: str
     choices: [max_age, checksums, wal_continuity, test_restore]
@@ -116,6 +120,22 @@ options:
     description:
       - O(engine=pgbackrest) only. The stanza to verify.
     type: str
+  barman_config:
+    description:
+      - O(engine=barman) only. The Barman configuration file (C(barman -c)); Barman's own
+        default search when not given.
+    type: path
+  barman_server:
+    description:
+      - O(engine=barman) only. The Barman server (configuration section) to verify.
+    type: str
+  barman_bin:
+    description:
+      - O(engine=barman) only. The barman command, run as O(os_user) (Barman's C(barman_user)).
+        Give an absolute path when Barman lives in a virtualenv; C(test_restore) also puts it
+        into the scratch server's C(restore_command).
+    type: str
+    default: barman
   s3_bucket:
     description:
       - O(engine=s3) only. The bucket holding the dumps.
@@ -239,6 +259,9 @@ notes:
   - The aws_* options only apply to O(engine=s3) and O(engine=aws_rds), the gcp_* options to
     O(engine=gcp_cloudsql), the azure_* options to O(engine=azure_pg_flexible).
   - The V(s3) and V(aws_rds) engines were tested against moto's server, not against AWS.
+  - The V(barman) engine was tested against real Barman 3.19 (PyPI) with C(backup_method=postgres)
+    and C(streaming_archiver) on PostgreSQL 15 - a fresh backup passing all four checks, a flipped
+    byte named by C(checksums), a removed WAL segment named by C(wal_continuity).
   - The V(gcp_cloudsql) and V(azure_pg_flexible) engines were verified only against local HTTP
     fakes of the REST calls they make (Cloud SQL Admin v1 C(instances.get), C(backupRuns.list),
     C(getLatestRecoveryTime); ARM C(flexibleServers) get and C(backups) list, api-version
@@ -293,6 +316,15 @@ EXAMPLES = r"""
     pgbackrest_config: /etc/pgbackrest/pgbackrest.conf
     fail_on_error: false
   register: verify
+
+- name: Verify a Barman server, test restore included
+  resilience.dr.backup_verify:
+    engine: barman
+    barman_bin: /opt/barman/venv/bin/barman
+    barman_config: /etc/barman.conf
+    barman_server: main
+    max_age: 24h
+    scratch_dir: /var/tmp
 
 - name: Newest nightly dump in S3 is younger than a day
   resilience.dr.backup_verify:
@@ -427,13 +459,16 @@ def argument_spec():
         gcp_spec(),
         azure_spec(),
         dict(
-            engine=dict(type="str", required=True, choices=["native", "pgbackrest", "s3", "aws_rds", "gcp_cloudsql", "azure_pg_flexible"]),
+            engine=dict(type="str", required=True, choices=["native", "pgbackrest", "barman", "s3", "aws_rds", "gcp_cloudsql", "azure_pg_flexible"]),
             checks=dict(type="list", elements="str", choices=CHECKS),
             max_age=dict(type="str", default="24h"),
             backup_dir=dict(type="path"),
             wal_archive=dict(type="path"),
             pgbackrest_config=dict(type="path", default="/etc/pgbackrest/pgbackrest.conf"),
             stanza=dict(type="str"),
+            barman_config=dict(type="path"),
+            barman_server=dict(type="str"),
+            barman_bin=dict(type="str", default="barman"),
             s3_bucket=dict(type="str"),
             s3_prefix=dict(type="str", default=""),
             rds_instance_id=dict(type="str"),
@@ -475,6 +510,7 @@ def main():
         required_if=[
             ("engine", "native", ["backup_dir"]),
             ("engine", "pgbackrest", ["stanza"]),
+            ("engine", "barman", ["barman_server"]),
             ("engine", "s3", ["s3_bucket"]),
             ("engine", "aws_rds", ["rds_instance_id"]),
             ("engine", "gcp_cloudsql", ["cloudsql_instance"]),
@@ -489,6 +525,9 @@ def main():
     elif engine == "pgbackrest":
         from ansible_collections.resilience.dr.plugins.module_utils._verify_pgbackrest import PgBackRestVerify
         provider = PgBackRestVerify(module)
+    elif engine == "barman":
+        from ansible_collections.resilience.dr.plugins.module_utils._verify_barman import BarmanVerify
+        provider = BarmanVerify(module)
     elif engine == "s3":
         from ansible_collections.resilience.dr.plugins.module_utils._verify_aws import S3Verify
         provider = S3Verify(module)

@@ -49,13 +49,15 @@ options:
         O(backup_dir), WAL segments in O(wal_archive).
       - V(pgbackrest) - a pgBackRest stanza; the backup set is chosen by this module and
         passed to C(pgbackrest restore --set).
+      - V(barman) - a Barman server (O(barman_server) in O(barman_config)); the backup is
+        chosen by this module and passed by id to C(barman recover) with the target options.
       - V(aws_rds) - C(RestoreDBInstanceToPointInTime) of an RDS instance into a new one.
       - V(gcp_cloudsql) - clone of a Cloud SQL instance with C(cloneContext.pointInTime).
       - V(azure_pg_flexible) - point-in-time restore of an Azure Database for PostgreSQL
         flexible server into a new server (C(createMode=PointInTimeRestore)).
     type: str
     required: true
-    choices: [native, pgbackrest, aws_rds, gcp_cloudsql, azure_pg_flexible]
+    choices: [native, pgbackrest, barman, aws_rds, gcp_cloudsql, azure_pg_flexible]
   target_time:
     description:
       - Restore up to this moment, ISO 8601 with a zone (V(2026-01-15T10:15:00Z),
@@ -107,7 +109,8 @@ options:
     type: str
   backup_id:
     description:
-      - Restore from this backup (native - its folder name; pgbackrest - the set label)
+      - Restore from this backup (native - its folder name; pgbackrest - the set label;
+        barman - the backup id)
         instead of letting the module choose. Still refused when it ended after the target.
     type: str
   backup_dir:
@@ -133,6 +136,21 @@ options:
       - O(engine=pgbackrest) - the pgbackrest command.
     type: str
     default: pgbackrest
+  barman_config:
+    description:
+      - O(engine=barman) - the Barman configuration file (C(barman -c)). Barman's default
+        search (C(~/.barman.conf), C(/etc/barman.conf)) when not given.
+    type: path
+  barman_server:
+    description:
+      - O(engine=barman) - the Barman server (section of the configuration) to restore from.
+    type: str
+  barman_bin:
+    description:
+      - O(engine=barman) - the barman command. Give an absolute path when Barman lives in a
+        virtualenv; it runs as O(os_user), which must be Barman's C(barman_user).
+    type: str
+    default: barman
   delta:
     description:
       - O(engine=pgbackrest) - pass C(--delta) when redoing a half-finished restore of this
@@ -142,7 +160,7 @@ options:
     default: false
   data_dir:
     description:
-      - Data directory to restore into (O(engine=native) and O(engine=pgbackrest)). Created
+      - Data directory to restore into (O(engine=native), O(engine=pgbackrest) and O(engine=barman)). Created
         when absent, mode 0700, owned by O(os_user).
     type: path
   existing:
@@ -251,7 +269,10 @@ notes:
     2.45. The V(aws_rds) engine is tested against moto's server and botocore's Stubber only;
     V(gcp_cloudsql) and V(azure_pg_flexible) only against local HTTP fakes of the REST calls
     they make (no emulator exists), not against the real services.
-  - Engine V(barman) is not implemented yet.
+  - The V(barman) engine is tested against real Barman 3.19 (PyPI) with C(backup_method=postgres)
+    and C(streaming_archiver) on PostgreSQL 15 - time targets, a target older than every
+    backup, check mode and the second run. C(barman recover) runs locally as O(os_user)
+    (Barman's C(barman_user)); remote recovery (C(--remote-ssh-command)) is not offered.
   - A backup's end time comes from the C(.backup) history file in the WAL archive, else from
     the C(backup_manifest)'s modification time.
   - The restored cluster's WAL continuity check covers the segments from the backup's start to
@@ -279,6 +300,16 @@ EXAMPLES = r"""
     target_time: "2026-01-15T10:14:00Z"
     data_dir: /srv/pg/restore
     existing: move_aside
+    port: 5499
+
+- name: Same through Barman (installed in a virtualenv), run as the postgres OS user
+  resilience.dr.pg_pitr_restore:
+    engine: barman
+    barman_bin: /opt/barman/venv/bin/barman
+    barman_config: /etc/barman.conf
+    barman_server: main
+    target_time: "2026-01-15T10:14:00Z"
+    data_dir: /srv/pg/restore-barman
     port: 5499
 
 - name: Dry run - which backup, which WAL, is it all there?
@@ -411,7 +442,7 @@ def argument_spec():
         gcp_spec(),
         azure_spec(),
         dict(
-            engine=dict(type="str", required=True, choices=["native", "pgbackrest", "aws_rds", "gcp_cloudsql", "azure_pg_flexible"]),
+            engine=dict(type="str", required=True, choices=["native", "pgbackrest", "barman", "aws_rds", "gcp_cloudsql", "azure_pg_flexible"]),
             target_time=dict(type="str"),
             target_lsn=dict(type="str"),
             target_xid=dict(type="str"),
@@ -427,6 +458,9 @@ def argument_spec():
             pgbackrest_config=dict(type="path"),
             stanza=dict(type="str"),
             pgbackrest_bin=dict(type="str", default="pgbackrest"),
+            barman_config=dict(type="path"),
+            barman_server=dict(type="str"),
+            barman_bin=dict(type="str", default="barman"),
             delta=dict(type="bool", default=False),
             data_dir=dict(type="path"),
             existing=dict(type="str", default="fail", choices=["fail", "move_aside"]),
@@ -458,6 +492,7 @@ def main():
         required_if=[
             ["engine", "native", ["backup_dir", "wal_archive", "data_dir", "port"]],
             ["engine", "pgbackrest", ["stanza", "data_dir", "port"]],
+            ["engine", "barman", ["barman_server", "data_dir", "port"]],
             ["engine", "aws_rds", ["source_db_instance", "target_db_instance"]],
             ["engine", "gcp_cloudsql", ["source_db_instance", "target_db_instance"]],
             ["engine", "azure_pg_flexible", ["source_db_instance", "target_db_instance", "resource_group"]],
@@ -471,6 +506,9 @@ def main():
         elif engine == "pgbackrest":
             from ansible_collections.resilience.dr.plugins.module_utils._pitr_pgbackrest import PgBackRestRestore
             provider = PgBackRestRestore(module)
+        elif engine == "barman":
+            from ansible_collections.resilience.dr.plugins.module_utils._pitr_barman import BarmanRestore
+            provider = BarmanRestore(module)
         elif engine == "aws_rds":
             from ansible_collections.resilience.dr.plugins.module_utils._pitr_aws_rds import RdsPitrRestore
             provider = RdsPitrRestore(module)
