@@ -2,9 +2,10 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Fault injection against the lab: ``make chaos`` (docs/chaos.md).
 
-Every scenario brings up a private lab (port block 30000-30999, one block of 100 per
-scenario), injects one fault into the lab's own processes (by PID from postmaster.pid or
-the ansible-playbook process group it started itself) on loopback only, checks the outcome
+Every scenario brings up a private lab (port block 30000-30799, one block of 100 per
+scenario; 30800-30999 are bench/bench_scale.py's), injects one fault into the lab's own
+processes (by PID from postmaster.pid, the ansible-playbook process group it started itself,
+or a module's python found below an ansible process it started) on loopback only, checks the outcome
 on real state, reruns to prove convergence where the issue asks for it, greps everything
 the scenario produced for the lab password, and tears the lab down.
 
@@ -37,7 +38,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 
 import conftest  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
 import psycopg  # noqa: E402  pylint: disable=wrong-import-position
-from lablib import Lab, Writer, ansible_env, run_module, run_playbook  # noqa: E402  pylint: disable=wrong-import-position
+from lablib import Lab, Writer, ansible_env, run_module, run_playbook, wait_until  # noqa: E402  pylint: disable=wrong-import-position
 
 RESULTS = os.path.join(HERE, "results")
 PORT_BLOCK = 30000
@@ -563,6 +564,175 @@ def scenario_corrupt_backup(lab, out):
     shutil.rmtree(work, ignore_errors=True)
 
 
+def module_processes(module):
+    """PIDs of our own processes running ``module`` (the AnsiballZ python below the ansible
+    process this script started), with their descendants (``runuser``, ``cp``...)."""
+    needle = ("AnsiballZ_%s" % module.rsplit(".", 1)[-1]).encode()
+    found = []
+    for pid in descendants(os.getpid()):
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as handle:
+                if needle in handle.read():
+                    found.append(pid)
+        except OSError:
+            continue
+    # the module's own process: a python carrying the name (not the `sh -c` around it)
+    return [pid for pid in found if open_cmd(pid).startswith("python")]
+
+
+def process_tree(pid):
+    """(pid, parent, command name, start of the command line) of ``pid`` and everything below it."""
+    out = []
+    for one in [pid] + descendants(pid):
+        try:
+            with open("/proc/%d/stat" % one) as handle:
+                ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+            with open("/proc/%d/cmdline" % one, "rb") as handle:
+                cmd = handle.read().replace(b"\0", b" ").decode(errors="replace")[:120]
+        except (OSError, ValueError, IndexError):
+            continue
+        out.append([one, ppid, open_cmd(one), cmd])
+    return out
+
+
+def open_cmd(pid):
+    """A process's command name (``cp``, ``runuser``...), or ``gone``."""
+    try:
+        with open("/proc/%d/comm" % pid) as handle:
+            return handle.read().strip()
+    except OSError:
+        return "gone"
+
+
+def tree_bytes(folder):
+    total = 0
+    for path in tree_files(folder):
+        try:
+            total += os.path.getsize(path)
+        except OSError:
+            pass
+    return total
+
+
+def fresh_base_backup(lab, rows):
+    """``rows`` rows of ~1 kB into events, then a new pg_basebackup (with manifest) into the
+    lab's backup folder, named as the lab names its own: the newest backup, the one a restore
+    of the latest state picks."""
+    lab.sql("insert into events (payload) select repeat(md5(g::text), 32) from generate_series(1, %s) g", (rows,))
+    lab.sql("checkpoint")
+    name = "base-" + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = os.path.join(lab.info["base_backups"], name)
+    primary = lab.info["primary"]
+    subprocess.run(["runuser", "-u", lab.info["os_user"], "--", os.path.join(lab.info["pg_bin"], "pg_basebackup"),
+                    "-h", primary["socket_dir"], "-p", str(primary["port"]), "-U", lab.info["superuser"],
+                    "-D", target + ".partial", "-X", "stream", "-c", "fast", "--manifest-checksums=CRC32C", "-l", name],
+                   check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd="/")
+    os.rename(target + ".partial", target)
+    return target
+
+
+def archive_everything(lab, timeout=60):
+    """Switch WAL and wait until the segment holding every row so far is archived."""
+    segment = lab.sql("select pg_walfile_name(pg_switch_wal())")[0][0]
+    return wait_until(lambda: (lab.sql("select last_archived_wal from pg_stat_archiver")[0][0] or "") >= segment,
+                      timeout=timeout, what="WAL segment %s archived" % segment)
+
+
+def stop_restored(lab, data_dir):
+    if os.path.exists(os.path.join(data_dir, "postmaster.pid")):
+        subprocess.run(["runuser", "-u", lab.info["os_user"], "--", os.path.join(lab.info["pg_bin"], "pg_ctl"), "stop",
+                        "-D", data_dir, "-m", "immediate", "-w"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       check=False, cwd="/")
+
+
+def scenario_restore_killed(lab, out):
+    """pg_pitr_restore (native) killed with SIGKILL halfway through copying the backup, then run again."""
+    checks, texts, fig = out["checks"], out["texts"], out["figures"]
+    backup = fresh_base_backup(lab, out.get("rows", 200000))
+    lab.sql("insert into events (payload) values ('after the backup')")
+    archive_everything(lab)
+    expected = lab.sql("select count(*), max(id) from events")[0]
+    files = sorted(tree_files(backup))
+    backup_bytes = sum(os.path.getsize(p) for p in files)
+    before = checksums(files)
+    fig["backup_mb"] = round(backup_bytes / 1e6, 1)
+    data_dir = os.path.join(lab.root, "chaos-restore")
+    args = {"engine": "native", "backup_dir": lab.info["base_backups"], "wal_archive": lab.info["wal_archive"],
+            "data_dir": data_dir, "port": PORT_BLOCK + 750, "latest": True}
+    # the copy of the backup's largest file in the target: the kill comes once half of it is written
+    largest = max(files, key=os.path.getsize)
+    watched = os.path.join(data_dir, os.path.relpath(largest, backup))
+    first = {}
+    runner = threading.Thread(target=lambda: first.update(run_module("resilience.dr.pg_pitr_restore", args, timeout=240)))
+    try:
+        t0 = time.monotonic()
+        runner.start()
+        module_pid, children = None, []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and runner.is_alive():
+            if module_pid is None:
+                found = module_processes("resilience.dr.pg_pitr_restore")
+                module_pid = found[0] if found else None
+            try:
+                if os.path.getsize(watched) >= os.path.getsize(largest) // 2:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.002)
+        check(module_pid is not None and runner.is_alive(), "the restore's module process was found while it copied", checks)
+        children = descendants(module_pid)
+        fig["module_tree_at_kill"] = process_tree(module_pid)
+        fig["copied_fraction_at_kill"] = round(tree_bytes(data_dir) / float(backup_bytes), 2)
+        os.kill(module_pid, signal.SIGKILL)
+        fig["killed_after_s"] = round(time.monotonic() - t0, 3)
+        time.sleep(0.2)
+        # what a SIGKILL of the module alone leaves running: its `cp` runs in a child process
+        # (runuser/cp), which the kernel does not stop with it; they are killed here so that
+        # the rerun does not race an orphaned copy into the same folder
+        orphans = [pid for pid in children if alive(pid)]
+        fig["children_alive_0.2s_after_module_kill"] = [open_cmd(pid) for pid in orphans]
+        fig["copied_fraction_0.2s_later"] = round(tree_bytes(data_dir) / float(backup_bytes), 2)
+        for pid in orphans:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        runner.join(60)
+        texts.append(json.dumps(first))
+        copied = tree_bytes(data_dir)
+        check(first.get("failed"), "the killed run failed (ansible reports the module's death)", checks)
+        marker = os.path.join(data_dir, "resilience_dr_restore.json")
+        with open(marker) as handle:
+            state = json.load(handle).get("state")
+        fig["marker_after_kill"] = state
+        check(state == "in_progress", "the half-copied data dir carries the module's marker, state in_progress", checks)
+        check(0 < copied < backup_bytes, "the data dir is half copied (%.0f%% of the backup's bytes)" % (100.0 * copied / backup_bytes), checks)
+        check(not os.path.exists(os.path.join(data_dir, "postmaster.pid")), "no server was started on the half copy", checks)
+        check(checksums(files) == before, "the backup is untouched after the kill (sha256 of all %d files)" % len(files), checks)
+
+        second = run_module("resilience.dr.pg_pitr_restore", args, timeout=240)
+        texts.append(json.dumps(second))
+        fig["rerun_data_dir_state"] = second.get("data_dir_state")
+        fig["rerun_seconds"] = second.get("seconds")
+        check(not second.get("failed") and second.get("changed"), "the rerun restores (%s)" % second.get("msg", "ok"), checks)
+        check(second.get("data_dir_state") == "ours_incomplete", "the rerun recognised its own half-finished restore", checks)
+        got = lab.sql("select count(*), max(id) from events", node=str(PORT_BLOCK + 750))[0]
+        fig["rows_expected"], fig["rows_restored"] = expected[0], got[0]
+        check(tuple(got) == tuple(expected), "the restored cluster has every row: %s rows, max id %s (expected %s, %s)"
+              % (got[0], got[1], expected[0], expected[1]), checks)
+        check(lab.sql("select pg_is_in_recovery()", node=str(PORT_BLOCK + 750))[0][0] is False, "the restored cluster is promoted", checks)
+        check(checksums(files) == before, "the backup is untouched after the rerun", checks)
+        third = run_module("resilience.dr.pg_pitr_restore", args, timeout=240)
+        texts.append(json.dumps(third))
+        check(not third.get("failed") and third.get("changed") is False, "a third run converges (changed=false)", checks)
+    finally:
+        if runner.is_alive():
+            for pid in module_processes("resilience.dr.pg_pitr_restore"):
+                kill_tree(pid)
+            runner.join(30)
+        stop_restored(lab, data_dir)
+
+
 SCENARIOS = [
     # name, function, port offset, synchronous, in --short
     ("kill_primary_during_failover", scenario_kill_primary, 0, True, False),
@@ -572,6 +742,7 @@ SCENARIOS = [
     ("replication_link_cut", scenario_link_cut, 300, False, True),
     ("full_disk_during_restore", scenario_full_disk, 400, False, False),
     ("corrupt_backup_missing_wal", scenario_corrupt_backup, 500, False, False),
+    ("restore_killed_mid_copy", scenario_restore_killed, 700, False, False),
 ]
 
 
