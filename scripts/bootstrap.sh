@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what resilience.dr's lab and tests need, and nothing that is already there:
 #   - Debian packages (when root and apt-get exist): PostgreSQL 15, pgBackRest, HAProxy,
-#     nginx, shellcheck, etcd (for Patroni tests), rsync (for Barman). Services are not started by the install:
+#     nginx, shellcheck, etcd (for Patroni tests), rsync and python3-venv (the Patroni and
+#     Barman tests build venvs the postgres user can run). Services are not started by the install:
 #     the lab and the tests start their own.
 #   - .venv with python3.12 when it works, else python3, and requirements-test.txt.
 #   - ansible-test's get-pip bootstrap script, served from ensurepip + PyPI, so that
@@ -12,9 +13,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 
 # each Debian package with a file that shows it is installed (same order in both lists)
-debian_packages=(postgresql-15 postgresql-contrib pgbackrest haproxy nginx-light shellcheck etcd-server rsync)
+debian_packages=(postgresql-15 postgresql-contrib pgbackrest haproxy nginx-light shellcheck etcd-server rsync python3-venv)
 package_files=(/usr/lib/postgresql/15/bin/pg_ctl /usr/share/postgresql/15/extension/pg_stat_statements.control
-  /usr/bin/pgbackrest /usr/sbin/haproxy /usr/sbin/nginx /usr/bin/shellcheck /usr/bin/etcd /usr/bin/rsync)
+  /usr/bin/pgbackrest /usr/sbin/haproxy /usr/sbin/nginx /usr/bin/shellcheck /usr/bin/etcd /usr/bin/rsync
+  /usr/lib/python3.11/ensurepip/__init__.py)
 
 missing=()
 for i in "${!debian_packages[@]}"; do
