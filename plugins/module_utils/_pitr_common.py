@@ -13,11 +13,19 @@ is the Provider base of the engines that restore into a data dir (native, pgback
            hand_over write_marker
     verify: the marker says done and the cluster is in the state target_action asked
 
-Recovery always runs with ``recovery_target_action = pause`` first: the target is proven
-from server facts (the "recovery stopping ..." record of the server log, and
-``pg_last_xact_replay_timestamp()`` / ``pg_last_wal_replay_lsn()`` while paused) before the
-cluster is promoted. WAL that ends before the target makes PostgreSQL stop with FATAL:
-that is ``TARGET_NOT_REACHED`` and nothing is promoted.
+The target is proven from server facts: the "recovery stopping ..." record of the server
+log, and ``pg_last_xact_replay_timestamp()`` / ``pg_last_wal_replay_lsn()``. With
+``target_action: pause`` / ``shutdown`` (and before PostgreSQL 14) recovery runs with
+``recovery_target_action = pause`` and the proof is made while paused, before promoting.
+With ``target_action: promote`` on PostgreSQL >= 14 recovery runs with
+``recovery_target_action = promote``: PostgreSQL then promotes only when it stopped AT the
+target (recovery that ends before a configured target is FATAL, never a promotion), which
+saves the pause / query / resume round trip; the same proof runs right after, and a cluster
+that fails it is stopped. Either way WAL that ends before the target makes PostgreSQL stop
+with FATAL: that is ``TARGET_NOT_REACHED`` and nothing is promoted.
+
+During recovery the replay settings (``DEFAULT_REPLAY_SETTINGS``) apply; the hand-over
+restarts the cluster with its normal settings.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -192,10 +200,15 @@ def explain_stopped(log_text, target):
     return DRError(APPLY_FAILED, "The restored cluster stopped during recovery; see log_tail.", details=details)
 
 
-def prove_target(target, wait, log_text, backup):
+def prove_target(target, wait, log_text, backup, promoted_at_target=False):
     """Compare where recovery stopped with the target, from server facts.
 
     :param wait: the result of ``ScratchInstance.wait_recovery``.
+    :param promoted_at_target: recovery ran with ``recovery_target_action = promote``, so a
+        promoted cluster is the expected end (PostgreSQL >= 14 stops with FATAL instead of
+        promoting when recovery ends before the target); the same facts are then checked
+        (``pg_last_xact_replay_timestamp()`` / ``pg_last_wal_replay_lsn()`` stay at the end
+        of the recovery after promotion).
     :returns: the proof dict (``reached`` True, ``stop_record``, ``last_replayed_commit``,
         ``last_replay_lsn``...). Raises TARGET_NOT_REACHED / VERIFY_FAILED.
     """
@@ -219,12 +232,13 @@ def prove_target(target, wait, log_text, backup):
             raise DRError(VERIFY_FAILED, "Recovery to the end of the archive did not end in a promoted cluster (state %s)." % wait["state"])
         proof["reached"] = True
         return proof
-    if wait["state"] != "paused":
-        raise DRError(VERIFY_FAILED, "Recovery ended in state %s instead of pausing at the target; the target is not proven." % wait["state"],
-                      details={"proof": proof})
+    expected = "promoted" if promoted_at_target else "paused"
+    if wait["state"] != expected:
+        raise DRError(VERIFY_FAILED, "Recovery ended in state %s instead of %s at the target; the target is not proven."
+                      % (wait["state"], "promoting" if promoted_at_target else "pausing"), details={"proof": proof})
     if stop is None:
-        raise DRError(VERIFY_FAILED, "Recovery paused but the server log has no 'recovery stopping' record; the target is not proven.",
-                      details={"proof": proof})
+        raise DRError(VERIFY_FAILED, "Recovery %s but the server log has no 'recovery stopping' record; the target is not proven."
+                      % wait["state"], details={"proof": proof})
     problems = []
     if kind == "time":
         moment = target["time"]
@@ -256,6 +270,9 @@ def prove_target(target, wait, log_text, backup):
             if _pg_backups.parse_lsn(facts["last_replay_lsn"]) < _pg_backups.parse_lsn(backup["end_lsn"]):
                 problems.append("replay stopped before the end of the backup")
     if problems:
+        if promoted_at_target:
+            raise DRError(VERIFY_FAILED, "The restored cluster is not at the target: %s; it is stopped and must not be used."
+                          % "; ".join(problems), details={"proof": proof})
         raise DRError(VERIFY_FAILED, "The restored cluster is not at the target: %s; it was NOT promoted." % "; ".join(problems),
                       details={"proof": proof})
     proof["reached"] = True
@@ -283,6 +300,9 @@ class DataDirRestore(Provider):
 
     name = "datadir"
     engine = None
+    #: promote through ``recovery_target_action = promote`` when PostgreSQL is 14 or newer
+    #: (see ``promote_at_target``); False: pause, prove, then promote
+    PROMOTE_AT_TARGET = True
 
     def __init__(self, module):
         super(DataDirRestore, self).__init__(module)
@@ -458,8 +478,24 @@ class DataDirRestore(Provider):
         settings["timezone"] = "UTC"
         settings["log_timezone"] = "UTC"
         settings.update(self.recovery_settings(self.target))
-        settings.update(recovery_target_settings(self.target, "pause"))
+        settings.update(recovery_target_settings(self.target, "promote" if self.promote_at_target() else "pause"))
         return settings
+
+    def promote_at_target(self):
+        """True when recovery runs with ``recovery_target_action = promote`` instead of
+        pausing, proving, then promoting (which costs a pause, two queries and a
+        resume). Safe from PostgreSQL 14 on: when recovery ends before a configured
+        target, the startup process stops with FATAL "recovery ended before configured
+        recovery target was reached" and the cluster is never promoted (before 14 it
+        promoted anyway). The proof still runs, on the promoted cluster, and a failed
+        proof stops it."""
+        if self.target["action"] != "promote" or self.target["type"] == "latest" or not self.PROMOTE_AT_TARGET:
+            return False
+        version = self.pg_version(self.backup) if self.backup else None
+        try:
+            return int(str(version).split(".", maxsplit=1)[0]) >= 14
+        except (TypeError, ValueError):
+            return False
 
     def final_settings(self):
         settings = _pg_backups.scratch_settings(self.params["port"], self.final_socket_dir(),
@@ -534,12 +570,21 @@ class DataDirRestore(Provider):
     def _prove(self):
         wait = self.instance.wait_recovery(timeout=self.timeout)
         self.timings["replay"] = wait.get("seconds")
+        self._wait = wait
         log_text = self.instance.log_text(getattr(self, "_log_offset", 0))
-        self.proof = prove_target(self.target, wait, log_text, self.backup)
+        self.proof = prove_target(self.target, wait, log_text, self.backup, promoted_at_target=self.promote_at_target())
         self.result["proof"] = self.proof
         return self.proof
 
     def _promote(self):
+        wait = getattr(self, "_wait", None) or {}
+        if self.promote_at_target() and wait.get("state") == "promoted":
+            # PostgreSQL promoted at the target itself (recovery_target_action = promote)
+            facts = wait.get("facts") or {}
+            self.proof["promoted"] = True
+            self.proof["promoted_by"] = "recovery_target_action"
+            self.proof["timeline_after_promote"] = facts.get("timeline")
+            return {"in_recovery": facts.get("in_recovery", False), "promoted_by": "recovery_target_action"}
         self.instance.promote(timeout=min(self.timeout, 300))
         facts = self.instance.recovery_facts()
         self.proof["promoted"] = True

@@ -111,6 +111,9 @@ class PgBackRestRestore(DataDirRestore):
                 argv.append("--target=%s" % pg_time_text(target["time"]))
             elif kind in ("lsn", "xid", "name"):
                 argv.append("--target=%s" % target["value"])
+            # what pgBackRest writes is only a safe default: the managed block that
+            # write_recovery_settings appends after it sets the action recovery really uses
+            # (promote at the target on PostgreSQL >= 14, see DataDirRestore.promote_at_target)
             argv.append("--target-action=pause")
             if kind in ("time", "lsn", "xid") and not target["inclusive"]:
                 argv.append("--target-exclusive")

@@ -26,6 +26,7 @@ import shlex
 import shutil
 import tarfile
 import tempfile
+import threading
 import time
 
 from ansible_collections.resilience.dr.plugins.module_utils._errors import (
@@ -43,6 +44,7 @@ from ansible_collections.resilience.dr.plugins.module_utils._verify_common impor
     run_verify_queries,
 )
 from ansible_collections.resilience.dr.plugins.module_utils._verify_scratch import (
+    Completed,
     Runner,
     ScratchInstance,
     find_pg_bin,
@@ -121,6 +123,83 @@ def _safe_extract(tar_path, dest):
             tar.extractall(dest, members=members, filter="fully_trusted")  # nosec - names checked above
         else:
             tar.extractall(dest, members=members)  # nosec - names checked above
+
+
+#: pg_verifybackup processes of the checksums check, each verifying a share of the files
+#: (pg_verifybackup itself reads and checksums every file in one thread)
+VERIFY_SLICES = max(1, min(4, os.cpu_count() or 1))
+#: below this many bytes of data files, one process (a second one costs more than it saves)
+SLICE_MIN_BYTES = 64 * 1024 * 1024
+#: at most this many ``-i`` options per process (each is compared with every file's path)
+SLICE_MAX_IGNORED = 5000
+
+
+def manifest_slices(manifest_path, slices=None):
+    """The files of a backup manifest split into ``slices`` lists of about equal bytes
+    (biggest file first, each to the lightest list); one list when the backup is small,
+    has too many files for the ``-i`` options, or the manifest cannot be read."""
+    slices = slices or VERIFY_SLICES
+    try:
+        with open(manifest_path) as handle:
+            files = [(int(f.get("Size") or 0), f["Path"]) for f in json.load(handle).get("Files", []) if f.get("Path")]
+    except (IOError, OSError, ValueError, KeyError, TypeError):
+        return None
+    total = sum(size for size, _path in files)
+    if slices < 2 or total < SLICE_MIN_BYTES or len(files) > SLICE_MAX_IGNORED:
+        return [[path for _size, path in files]]
+    files.sort(reverse=True)
+    buckets = [[0, []] for _i in range(slices)]
+    for size, path in files:
+        bucket = min(buckets, key=lambda b: b[0])
+        bucket[0] += size
+        bucket[1].append(path)
+    return [b[1] for b in buckets if b[1]]
+
+
+def run_sliced(runner, argv, target, manifest_path, timeout, figures):
+    """Run ``argv + [target]`` (a pg_verifybackup command line) as several processes at
+    once, each checking the sizes and checksums of its share of the manifest's files and
+    ignoring (``-i``) the others'; the WAL is parsed by the first one only (the others get
+    ``-n``). Together they check exactly what one run checks: every manifest entry by the
+    one process that does not ignore it, every file on disk that is not in the manifest by
+    all of them. Returns one Completed with the outputs joined and the first failing exit
+    code (0 when all passed)."""
+    slices = manifest_slices(manifest_path) or [[]]
+    figures["verify_processes"] = len(slices)
+    if len(slices) == 1:
+        return runner.run(argv + [target], timeout=timeout)
+    commands = []
+    for number in range(len(slices)):
+        ignored = []
+        for other, paths in enumerate(slices):
+            if other != number:
+                for path in paths:
+                    ignored += ["-i", path]
+        commands.append(argv + (["-n"] if number and "-n" not in argv else []) + ignored + [target])
+    results = [None] * len(commands)
+    errors = []
+
+    def one(number):
+        try:
+            results[number] = runner.run(commands[number], timeout=timeout)
+        except DRError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(1, len(commands))]
+    for thread in threads:
+        thread.start()
+    one(0)
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    failed = [r for r in results if r.returncode != 0]
+    out = "\n".join(r.stdout for r in results if r.stdout)
+    err = "\n".join(r.stderr for r in results if r.stderr)
+    if not failed:
+        # one success line, as one process prints it
+        out = results[0].stdout
+    return Completed(failed[0].returncode if failed else 0, out, err)
 
 
 class NativeVerify(VerifyProvider):
@@ -324,9 +403,9 @@ class NativeVerify(VerifyProvider):
                 figures["wal_from"] = "not parsed"
             else:
                 figures["wal_from"] = "backup"
-            argv.append(target)
-            figures["command"] = argv
-            proc = Runner(self.module, None).run(argv, timeout=self.params["timeout"])
+            manifest_path = argv[argv.index("-m") + 1] if "-m" in argv else os.path.join(target, "backup_manifest")
+            figures["command"] = argv + [target]
+            proc = run_sliced(Runner(self.module, None), argv, target, manifest_path, self.params["timeout"], figures)
         finally:
             if extract_root:
                 shutil.rmtree(extract_root, ignore_errors=True)
