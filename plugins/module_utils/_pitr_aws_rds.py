@@ -15,78 +15,29 @@ __metaclass__ = type
 import datetime
 import time
 
-from ansible_collections.resilience.dr.plugins.module_utils import _deps
+from ansible_collections.resilience.dr.plugins.module_utils import _aws
 from ansible_collections.resilience.dr.plugins.module_utils import _time
 from ansible_collections.resilience.dr.plugins.module_utils._errors import (
     DRError,
-    APPLY_FAILED,
-    AUTH_FAILED,
-    CONNECTION_FAILED,
     INVALID_ARGUMENT,
     NOT_FOUND,
     NO_BACKUP_BEFORE_TARGET,
     PRECONDITION_FAILED,
     TARGET_NOT_REACHED,
-    TIMEOUT,
     VERIFY_FAILED,
 )
 from ansible_collections.resilience.dr.plugins.module_utils._module import Provider, Step
 from ansible_collections.resilience.dr.plugins.module_utils._pitr_common import normalise_target, target_public
 
-with _deps.declare("boto3", pip="boto3", reason="for the aws_rds engine"):
-    import boto3
-    import botocore.config
-    import botocore.exceptions
-
 TAG_SOURCE = "resilience.dr:pitr-source"
 TAG_TARGET = "resilience.dr:pitr-target"
-_AUTH = ("AccessDenied", "AccessDeniedException", "UnrecognizedClientException", "InvalidClientTokenId", "SignatureDoesNotMatch",
-         "ExpiredToken", "InvalidSignatureException", "AuthFailure")
 
 
 def rds_client(params):
-    _deps.require("boto3")
-    session = boto3.session.Session(
-        aws_access_key_id=params.get("aws_access_key_id"),
-        aws_secret_access_key=params.get("aws_secret_access_key"),
-        aws_session_token=params.get("aws_session_token"),
-        profile_name=params.get("aws_profile"),
-        region_name=params.get("aws_region"),
-    )
-    config = botocore.config.Config(connect_timeout=10, read_timeout=60, retries={"max_attempts": 3, "mode": "standard"},
-                                    user_agent_extra="resilience.dr-pg_pitr_restore")
-    return session.client("rds", endpoint_url=params.get("aws_endpoint_url") or None, verify=params.get("aws_validate_certs", True),
-                          config=config)
+    return _aws.client(params, "rds", "pg_pitr_restore", read_timeout=60)
 
 
-def call(what, func, **kwargs):
-    """``func(**kwargs)`` with botocore errors turned into DRError."""
-    try:
-        return func(**kwargs)
-    except botocore.exceptions.ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        message = exc.response.get("Error", {}).get("Message", str(exc))
-        if code.endswith("NotFound") or code.endswith("NotFoundFault"):
-            raise DRError(NOT_FOUND, "%s: %s (%s)." % (what, message, code), details={"aws_error": code})
-        if code in _AUTH:
-            raise DRError(AUTH_FAILED, "%s was refused: %s (%s); check the AWS credentials and their permissions." % (what, message, code),
-                          details={"aws_error": code})
-        raise DRError(APPLY_FAILED, "%s failed: %s (%s)." % (what, message, code), details={"aws_error": code})
-    except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError,
-            botocore.exceptions.ReadTimeoutError) as exc:
-        raise DRError(CONNECTION_FAILED, "%s: cannot reach the AWS endpoint: %s; check aws_endpoint_url and aws_region." % (what, exc))
-    except botocore.exceptions.NoCredentialsError as exc:
-        raise DRError(AUTH_FAILED, "%s: %s; give aws_access_key_id/aws_secret_access_key or aws_profile." % (what, exc))
-    except botocore.exceptions.BotoCoreError as exc:
-        raise DRError(APPLY_FAILED, "%s failed: %s." % (what, exc))
-
-
-def _aware(moment):
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=_time.UTC)
-    return moment.astimezone(_time.UTC)
+call = _aws.call
 
 
 class RdsPitrRestore(Provider):
@@ -127,14 +78,15 @@ class RdsPitrRestore(Provider):
         """Earliest restorable time: the automated backups' window when the API gives it,
         else the later of the creation time and now minus the retention period."""
         try:
-            backups = self.client.describe_db_instance_automated_backups(DBInstanceIdentifier=self.source_id)
+            backups = call("DescribeDBInstanceAutomatedBackups %s" % self.source_id, self.client.describe_db_instance_automated_backups,
+                           DBInstanceIdentifier=self.source_id)
             windows = [(b.get("RestoreWindow") or {}).get("EarliestTime") for b in backups.get("DBInstanceAutomatedBackups", [])]
-            windows = [_aware(w) for w in windows if w]
+            windows = [_aws.utc(w) for w in windows if w]
             if windows:
                 return min(windows), "automated backups"
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError):
+        except DRError:
             pass
-        created = _aware(source.get("InstanceCreateTime"))
+        created = _aws.utc(source.get("InstanceCreateTime"))
         retention = datetime.timedelta(days=source.get("BackupRetentionPeriod") or 0)
         floor = _time.utcnow() - retention
         return (max(created, floor) if created else floor), "instance creation and retention"
@@ -158,7 +110,7 @@ class RdsPitrRestore(Provider):
         existing = self._instance_state(self._describe(self.target_id))
         state = {"source": {"identifier": self.source_id, "status": source.get("DBInstanceStatus"),
                             "backup_retention_days": source.get("BackupRetentionPeriod"),
-                            "latest_restorable_time": _time.isoformat(_aware(source.get("LatestRestorableTime")))},
+                            "latest_restorable_time": _time.isoformat(_aws.utc(source.get("LatestRestorableTime")))},
                  "target": existing}
         if existing["exists"]:
             if existing["restored_from"] == self.source_id and existing["restored_to"] == self.target_tag():
@@ -177,7 +129,7 @@ class RdsPitrRestore(Provider):
             if moment < earliest:
                 raise DRError(NO_BACKUP_BEFORE_TARGET, "The target %s is older than the earliest restorable time %s of %s (%s)." % (
                     self.target["value"], _time.isoformat(earliest), self.source_id, basis), details={"source": state["source"]})
-            latest = _aware(source.get("LatestRestorableTime"))
+            latest = _aws.utc(source.get("LatestRestorableTime"))
             if latest is None or moment > latest:
                 raise DRError(TARGET_NOT_REACHED, "The target %s is after the latest restorable time %s of %s; wait for the logs to "
                               "be uploaded or choose an earlier target." % (self.target["value"], _time.isoformat(latest), self.source_id),
@@ -219,12 +171,9 @@ class RdsPitrRestore(Provider):
 
     def _wait(self):
         delay = 15 if not self.params.get("aws_endpoint_url") else 1
-        waiter = self.client.get_waiter("db_instance_available")
         started = time.monotonic()
-        try:
-            waiter.wait(DBInstanceIdentifier=self.target_id, WaiterConfig={"Delay": delay, "MaxAttempts": max(1, int(self.timeout // delay))})
-        except botocore.exceptions.WaiterError as exc:
-            raise DRError(TIMEOUT, "RDS instance %s did not become available within %ss: %s." % (self.target_id, self.timeout, exc))
+        _aws.wait(self.client, "db_instance_available", "RDS instance %s did not become available within %ss: {error}." % (self.target_id, self.timeout),
+                  delay, max(1, int(self.timeout // delay)), DBInstanceIdentifier=self.target_id)
         return {"seconds": round(time.monotonic() - started, 3)}
 
     def verify(self, current, steps):

@@ -24,12 +24,9 @@ __metaclass__ = type
 import datetime
 import time
 
-from ansible_collections.resilience.dr.plugins.module_utils import _deps
+from ansible_collections.resilience.dr.plugins.module_utils import _aws
 from ansible_collections.resilience.dr.plugins.module_utils import _time
 from ansible_collections.resilience.dr.plugins.module_utils._errors import (
-    APPLY_FAILED,
-    AUTH_FAILED,
-    CONNECTION_FAILED,
     DRError,
     INVALID_ARGUMENT,
     LAG_TOO_HIGH,
@@ -41,55 +38,17 @@ from ansible_collections.resilience.dr.plugins.module_utils._errors import (
 )
 from ansible_collections.resilience.dr.plugins.module_utils._module import Provider, Step
 
-with _deps.declare("boto3", pip="boto3", reason="for the aws_rds provider"):
-    import boto3
-    import botocore.config
-    import botocore.exceptions
-
-_AUTH_CODES = ("AccessDenied", "AccessDeniedException", "UnrecognizedClientException", "InvalidClientTokenId",
-               "SignatureDoesNotMatch", "ExpiredToken", "AuthFailure")
 _BUSY = ("modifying", "rebooting", "renaming", "backing-up", "failing-over", "upgrading", "maintenance")
+_STATE_CODES = ("InvalidDBInstanceState", "InvalidDBInstanceStateFault", "InvalidDBClusterStateFault")
 
 
 def make_client(params, service):
-    _deps.require("boto3")
-    session = boto3.session.Session(
-        aws_access_key_id=params.get("aws_access_key_id"),
-        aws_secret_access_key=params.get("aws_secret_access_key"),
-        aws_session_token=params.get("aws_session_token"),
-        profile_name=params.get("aws_profile"),
-        region_name=params.get("aws_region"),
-    )
-    config = botocore.config.Config(connect_timeout=10, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"},
-                                    user_agent_extra="resilience.dr-replica_promote")
-    return session.client(service, endpoint_url=params.get("aws_endpoint_url") or None,
-                          verify=params.get("aws_validate_certs", True), config=config)
+    return _aws.client(params, service, "replica_promote")
 
 
 def call(what, func, **kwargs):
-    """``func(**kwargs)`` with botocore errors turned into DRError."""
-    try:
-        return func(**kwargs)
-    except botocore.exceptions.ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        message = exc.response.get("Error", {}).get("Message", str(exc))
-        if code.endswith("NotFound") or code.endswith("NotFoundFault"):
-            raise DRError(NOT_FOUND, "%s: %s (%s)." % (what, message, code), details={"aws_error": code})
-        if code in _AUTH_CODES:
-            raise DRError(AUTH_FAILED, "%s was refused: %s (%s); check the AWS credentials and permissions."
-                          % (what, message, code), details={"aws_error": code})
-        if code in ("InvalidDBInstanceState", "InvalidDBInstanceStateFault", "InvalidDBClusterStateFault"):
-            raise DRError(PRECONDITION_FAILED, "%s was refused in the current state: %s (%s)." % (what, message, code),
-                          details={"aws_error": code})
-        raise DRError(APPLY_FAILED, "%s failed: %s (%s)." % (what, message, code), details={"aws_error": code})
-    except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError,
-            botocore.exceptions.ReadTimeoutError) as exc:
-        raise DRError(CONNECTION_FAILED, "%s: cannot reach the AWS endpoint (%s); check aws_endpoint_url, aws_region "
-                      "and the network." % (what, exc))
-    except botocore.exceptions.NoCredentialsError as exc:
-        raise DRError(AUTH_FAILED, "%s: %s; give aws_access_key_id/aws_secret_access_key or aws_profile." % (what, exc))
-    except botocore.exceptions.BotoCoreError as exc:
-        raise DRError(APPLY_FAILED, "%s failed: %s." % (what, exc))
+    """``func(**kwargs)`` with botocore errors turned into DRError (a refusal in the current state is PRECONDITION_FAILED)."""
+    return _aws.call(what, func, precondition=_STATE_CODES, **kwargs)
 
 
 class AwsRdsPromote(Provider):
@@ -266,14 +225,9 @@ class AwsRdsPromote(Provider):
         ident = self.params["db_instance_identifier"]
         start = time.monotonic()
         delay = max(1, int(self.poll_interval))
-        waiter = self.rds.get_waiter("db_instance_available")
-        try:
-            waiter.wait(DBInstanceIdentifier=ident,
-                        WaiterConfig={"Delay": delay, "MaxAttempts": max(1, int(self.timeout // delay) + 1)})
-        except botocore.exceptions.WaiterError as exc:
-            raise DRError(TIMEOUT, "RDS instance %s did not become available within promote_timeout %s after the "
-                          "promotion was requested (%s); it may still finish: check it in the console."
-                          % (ident, self.params["promote_timeout"], exc))
+        _aws.wait(self.rds, "db_instance_available", "RDS instance %s did not become available within promote_timeout %s after the "
+                  "promotion was requested ({error}); it may still finish: check it in the console." % (ident, self.params["promote_timeout"]),
+                  delay, max(1, int(self.timeout // delay) + 1), DBInstanceIdentifier=ident)
         return {"waited_seconds": round(time.monotonic() - start, 3)}
 
     def _failover(self):

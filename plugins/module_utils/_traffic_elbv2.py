@@ -24,7 +24,7 @@ from ansible_collections.resilience.dr.plugins.module_utils._traffic_common impo
     same_routing,
     shares,
 )
-from ansible_collections.resilience.dr.plugins.module_utils import _traffic_aws
+from ansible_collections.resilience.dr.plugins.module_utils import _aws
 
 
 class ELBv2Traffic(TrafficProvider):
@@ -36,7 +36,7 @@ class ELBv2Traffic(TrafficProvider):
         self.listener = self.params.get("elbv2_listener_arn")
         self.rule = self.params.get("elbv2_rule_arn")
         self.groups = dict((str(k), str(v)) for k, v in (self.params.get("elbv2_target_groups") or {}).items())
-        self.client = _traffic_aws.client(self.params, "elbv2")
+        self.client = _aws.client(self.params, "elbv2", "traffic_switch")
         self.extra = {}
 
     def target_what(self):
@@ -44,11 +44,11 @@ class ELBv2Traffic(TrafficProvider):
 
     def actions(self):
         if self.listener:
-            found = _traffic_aws.call("Reading listener %s" % self.listener, self.client.describe_listeners,
-                                      not_found=("ListenerNotFound",), ListenerArns=[self.listener])["Listeners"]
+            found = _aws.call("Reading listener %s" % self.listener, self.client.describe_listeners,
+                              not_found=("ListenerNotFound",), ListenerArns=[self.listener])["Listeners"]
             return found[0]["DefaultActions"]
-        found = _traffic_aws.call("Reading rule %s" % self.rule, self.client.describe_rules,
-                                  not_found=("RuleNotFound",), RuleArns=[self.rule])["Rules"]
+        found = _aws.call("Reading rule %s" % self.rule, self.client.describe_rules,
+                          not_found=("RuleNotFound",), RuleArns=[self.rule])["Rules"]
         return found[0]["Actions"]
 
     @staticmethod
@@ -96,10 +96,10 @@ class ELBv2Traffic(TrafficProvider):
 
     def put(self, actions):
         if self.listener:
-            _traffic_aws.call("Changing listener %s" % self.listener, self.client.modify_listener,
-                              ListenerArn=self.listener, DefaultActions=actions)
+            _aws.call("Changing listener %s" % self.listener, self.client.modify_listener,
+                      ListenerArn=self.listener, DefaultActions=actions)
         else:
-            _traffic_aws.call("Changing rule %s" % self.rule, self.client.modify_rule, RuleArn=self.rule, Actions=actions)
+            _aws.call("Changing rule %s" % self.rule, self.client.modify_rule, RuleArn=self.rule, Actions=actions)
         return {"arn": self.listener or self.rule}
 
     def restore(self, current):

@@ -28,7 +28,7 @@ from ansible_collections.resilience.dr.plugins.module_utils._traffic_common impo
     same_routing,
     shares,
 )
-from ansible_collections.resilience.dr.plugins.module_utils import _traffic_aws
+from ansible_collections.resilience.dr.plugins.module_utils import _aws
 
 
 def _fqdn(name):
@@ -46,7 +46,7 @@ class Route53Traffic(TrafficProvider):
         self.zone = self.params["route53_zone_id"]
         self.record = _fqdn(self.params["route53_record_name"])
         self.type = (self.params.get("route53_record_type") or "A").upper()
-        self.client = _traffic_aws.client(self.params, "route53")
+        self.client = _aws.client(self.params, "route53", "traffic_switch")
         self.mode = None
         self.wait_timeout = 300
 
@@ -57,8 +57,8 @@ class Route53Traffic(TrafficProvider):
         out = []
         kwargs = dict(HostedZoneId=self.zone, StartRecordName=self.record, StartRecordType=self.type, MaxItems="100")
         while True:
-            page = _traffic_aws.call("Listing the records of hosted zone %s" % self.zone, self.client.list_resource_record_sets,
-                                     not_found=("NoSuchHostedZone",), **kwargs)
+            page = _aws.call("Listing the records of hosted zone %s" % self.zone, self.client.list_resource_record_sets,
+                             not_found=("NoSuchHostedZone",), **kwargs)
             done = False
             for rrset in page.get("ResourceRecordSets", []):
                 if _fqdn(rrset["Name"]) != self.record or rrset["Type"] != self.type:
@@ -122,7 +122,7 @@ class Route53Traffic(TrafficProvider):
                      zone=self.zone, changes=shown)]
 
     def upsert(self, rrsets, why):
-        result = _traffic_aws.call(
+        result = _aws.call(
             "Changing %s %s in hosted zone %s" % (self.record, self.type, self.zone), self.client.change_resource_record_sets,
             HostedZoneId=self.zone,
             ChangeBatch={"Comment": "resilience.dr traffic_switch %s" % why,
@@ -133,7 +133,7 @@ class Route53Traffic(TrafficProvider):
         deadline = time.monotonic() + self.wait_timeout
         while status != "INSYNC" and time.monotonic() < deadline:
             time.sleep(2)
-            status = _traffic_aws.call("Reading change %s" % change_id, self.client.get_change, Id=change_id)["ChangeInfo"]["Status"]
+            status = _aws.call("Reading change %s" % change_id, self.client.get_change, Id=change_id)["ChangeInfo"]["Status"]
         if status != "INSYNC":
             raise DRError(TIMEOUT, "Route 53 change %s was still %s after %ds." % (change_id, status, self.wait_timeout))
         return {"change_id": change_id, "status": status}

@@ -17,11 +17,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.resilience.dr.plugins.module_utils import _deps
+from ansible_collections.resilience.dr.plugins.module_utils import _aws
 from ansible_collections.resilience.dr.plugins.module_utils import _time
 from ansible_collections.resilience.dr.plugins.module_utils._errors import (
     DRError,
-    AUTH_FAILED,
     CONNECTION_FAILED,
     NOT_FOUND,
 )
@@ -31,51 +30,19 @@ from ansible_collections.resilience.dr.plugins.module_utils._verify_common impor
     age_seconds,
 )
 
-with _deps.declare("boto3", pip="boto3"):
-    import boto3
-    import botocore.exceptions
-
 
 def aws_client(params, service):
     """A boto3 client from the flat aws_* options."""
-    _deps.require("boto3")
-    kwargs = {}
-    if params.get("aws_access_key_id"):
-        kwargs["aws_access_key_id"] = params["aws_access_key_id"]
-    if params.get("aws_secret_access_key"):
-        kwargs["aws_secret_access_key"] = params["aws_secret_access_key"]
-    if params.get("aws_session_token"):
-        kwargs["aws_session_token"] = params["aws_session_token"]
-    session = boto3.session.Session(profile_name=params["aws_profile"]) if params.get("aws_profile") else boto3.session.Session()
-    return session.client(service, region_name=params.get("aws_region"), endpoint_url=params.get("aws_endpoint_url"),
-                          verify=params.get("aws_validate_certs", True), **kwargs)
+    return _aws.client(params, service, "backup_verify")
 
 
-def aws_error(exc, doing):
-    """A DRError for a botocore exception, with the AWS error code and no secrets."""
-    code = None
-    if hasattr(exc, "response"):
-        code = exc.response.get("Error", {}).get("Code")
-    if code in ("AccessDenied", "AccessDeniedException", "InvalidAccessKeyId", "SignatureDoesNotMatch",
-                "UnrecognizedClientException", "ExpiredToken"):
-        return DRError(AUTH_FAILED, "AWS refused %s (%s); check the credentials and their permissions." % (doing, code))
-    if code in ("NoSuchBucket", "DBInstanceNotFound", "DBInstanceNotFoundFault", "NotFound", "404"):
-        return DRError(NOT_FOUND, "Not found while %s (%s)." % (doing, code))
-    if code:
-        return DRError(CONNECTION_FAILED, "AWS error while %s: %s: %s" % (doing, code, exc))
-    return DRError(CONNECTION_FAILED, "Could not reach AWS while %s: %s" % (doing, exc))
-
-
-def _aware(moment):
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=_time.UTC)
-    return moment.astimezone(_time.UTC)
+def read(what, func, **kwargs):
+    """A read-only AWS call: errors as DRError, an AWS refusal other than auth/not-found is CONNECTION_FAILED."""
+    return _aws.call(what, func, other=CONNECTION_FAILED, **kwargs)
 
 
 def _stamp(moment):
-    return _time.isoformat(_aware(moment)) if moment else None
+    return _time.isoformat(_aws.utc(moment)) if moment else None
 
 
 class S3Verify(VerifyProvider):
@@ -89,21 +56,18 @@ class S3Verify(VerifyProvider):
         newest = None
         count = 0
         total = 0
-        try:
-            paginator = client.get_paginator("list_objects_v2")
-            for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-                for item in page.get("Contents", []):
-                    if item["Key"].endswith("/"):
-                        continue
-                    count += 1
-                    total += item["Size"]
-                    if newest is None or (item["LastModified"], item["Key"]) > (newest["LastModified"], newest["Key"]):
-                        newest = item
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise aws_error(exc, "listing s3://%s/%s" % (bucket, prefix))
+        for page in _aws.pages("listing s3://%s/%s" % (bucket, prefix), client, "list_objects_v2", other=CONNECTION_FAILED,
+                               Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                if item["Key"].endswith("/"):
+                    continue
+                count += 1
+                total += item["Size"]
+                if newest is None or (item["LastModified"], item["Key"]) > (newest["LastModified"], newest["Key"]):
+                    newest = item
         if newest is None:
             raise DRError(NOT_FOUND, "No object under s3://%s/%s." % (bucket, prefix))
-        at = _aware(newest["LastModified"])
+        at = _aws.utc(newest["LastModified"])
         self.newest_at = at
         self.figures["backup"] = {
             "bucket": bucket,
@@ -132,34 +96,26 @@ class RdsVerify(VerifyProvider):
     def discover(self):
         ident = self.params["rds_instance_id"]
         client = aws_client(self.params, "rds")
-        try:
-            instances = client.describe_db_instances(DBInstanceIdentifier=ident)["DBInstances"]
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise aws_error(exc, "describing DB instance %s" % ident)
+        instances = read("describing DB instance %s" % ident, client.describe_db_instances, DBInstanceIdentifier=ident)["DBInstances"]
         if not instances:
             raise DRError(NOT_FOUND, "DB instance %s not found." % ident)
         instance = instances[0]
         snapshots = []
-        try:
-            paginator = client.get_paginator("describe_db_snapshots")
-            for page in paginator.paginate(DBInstanceIdentifier=ident):
-                snapshots.extend(s for s in page.get("DBSnapshots", []) if s.get("Status") == "available" and s.get("SnapshotCreateTime"))
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise aws_error(exc, "listing snapshots of %s" % ident)
+        for page in _aws.pages("listing snapshots of %s" % ident, client, "describe_db_snapshots", other=CONNECTION_FAILED,
+                               DBInstanceIdentifier=ident):
+            snapshots.extend(s for s in page.get("DBSnapshots", []) if s.get("Status") == "available" and s.get("SnapshotCreateTime"))
         automated = []
         try:
-            automated = client.describe_db_instance_automated_backups(DBInstanceIdentifier=ident).get("DBInstanceAutomatedBackups", [])
-        except botocore.exceptions.ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code")
-            if code not in ("DBInstanceAutomatedBackupNotFound", "DBInstanceAutomatedBackupNotFoundFault",
-                            "InvalidAction", "NotImplemented"):
-                raise aws_error(exc, "listing automated backups of %s" % ident)
-        except botocore.exceptions.BotoCoreError as exc:
-            raise aws_error(exc, "listing automated backups of %s" % ident)
-        snapshots.sort(key=lambda s: _aware(s["SnapshotCreateTime"]))
+            automated = read("listing automated backups of %s" % ident, client.describe_db_instance_automated_backups,
+                             DBInstanceIdentifier=ident).get("DBInstanceAutomatedBackups", [])
+        except DRError as exc:
+            if exc.details.get("aws_error") not in ("DBInstanceAutomatedBackupNotFound", "DBInstanceAutomatedBackupNotFoundFault",
+                                                    "InvalidAction", "NotImplemented"):
+                raise
+        snapshots.sort(key=lambda s: _aws.utc(s["SnapshotCreateTime"]))
         newest = snapshots[-1] if snapshots else None
-        self.restorable = _aware(instance.get("LatestRestorableTime"))
-        self.snapshot_at = _aware(newest["SnapshotCreateTime"]) if newest else None
+        self.restorable = _aws.utc(instance.get("LatestRestorableTime"))
+        self.snapshot_at = _aws.utc(newest["SnapshotCreateTime"]) if newest else None
         self.retention = instance.get("BackupRetentionPeriod", 0)
         self.figures["backup"] = {
             "db_instance_identifier": ident,

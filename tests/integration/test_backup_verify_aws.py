@@ -103,4 +103,4 @@ def test_aws_rds_restorable_time_and_snapshots(moto):
     assert res.get("failed") and "automated backups are disabled on nobackup" in res["msg"]
 
     res = run_module(MODULE, dict(args, rds_instance_id="missing"))
-    assert res.get("failed") and res["error"] == "CHECK_FAILED" and "Not found" in res["msg"]
+    assert res.get("failed") and res["error"] == "CHECK_FAILED" and "DBInstanceNotFound" in res["msg"]
