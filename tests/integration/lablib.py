@@ -316,21 +316,29 @@ def haproxy_state(lab, backend):
 
 
 def settle(lab):
-    """Make the next snapshots comparable: CHECKPOINT every running node (pg_control's timeline
+    """Make the next snapshots comparable: VACUUM ANALYZE, then CHECKPOINT every running node (pg_control's timeline
     moves at the first checkpoint after a promotion), switch the WAL of the node that takes
     writes and wait until the archive holds it (archive_timeout would otherwise add a segment
     between two snapshots)."""
     import psycopg  # pylint: disable=import-outside-toplevel
     for node in ("primary", "replica"):
         try:
+            if not lab.in_recovery(node):
+                lab.sql("vacuum analyze", node=node)  # else autovacuum writes WAL later, and archive_timeout archives it
             lab.sql("checkpoint", node=node)
         except psycopg.OperationalError:
             continue
         if not lab.in_recovery(node):
-            segment = lab.sql("select pg_walfile_name(pg_current_wal_lsn())", node=node)[0][0]
+            segment, since = lab.sql("select pg_walfile_name(pg_current_wal_lsn()), now()", node=node)[0]
             lab.sql("select pg_switch_wal()", node=node)
-            wait_until(lambda seg=segment: os.path.exists(os.path.join(lab.info["wal_archive"], seg)), timeout=60,
-                       what="WAL segment %s archived" % segment)
+
+            def archived_or_failing(seg=segment, since=since, node=node):
+                # an archiver that fails (a promoted node pgBackRest refuses) leaves the archive as it is
+                return os.path.exists(os.path.join(lab.info["wal_archive"], seg)) or lab.sql(
+                    "select coalesce(last_failed_time > %s and last_failed_time > coalesce(last_archived_time, %s), false)"
+                    " from pg_stat_archiver", (since, since), node=node)[0][0]
+
+            wait_until(archived_or_failing, timeout=60, what="WAL segment %s archived" % segment)
 
 
 def snapshot(lab):
@@ -424,7 +432,7 @@ def comparable(lab, snap):
     out["records"] = {}
     for name in snap["records"]:
         with open(os.path.join(root, "records", name)) as handle:
-            out["records"][name] = [(r["kind"], r["status"]) for r in (json.loads(line) for line in handle if line.strip())]
+            out["records"][name] = [[r["kind"], r["status"]] for r in (json.loads(line) for line in handle if line.strip())]
     out["base_backups"] = len(snap["base_backups"] or [])
     out["wal_archive"] = sorted({n[:8] for n in snap["wal_archive"] or []} | {n for n in snap["wal_archive"] or [] if n.endswith(".history")})
     out["tree"] = sorted({re.sub(r"\d+", "#", path) for path in snap["tree"]})

@@ -1,27 +1,34 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""playbooks/failover.yml through ansible-runner (what AWX runs), with a private data dir, gives
-the same result as through ansible-playbook: two identical labs, one run each way, same state."""
+"""Every runbook through ansible-runner (what AWX runs), with a private data dir, gives the same
+result as through ansible-playbook (issue 8, done-when 4): two identical labs, the same sequence
+of runbooks on each (verify_backups, recovery_drill, rollback level traffic, restore, failover,
+failback), one lab driven by ansible-playbook and the other by ansible-runner, side by side. After
+each runbook both labs' real state (lablib.snapshot, minus what differs between two labs by
+construction: ports, paths, times) and the play recaps (ok/changed/failed per host) must match."""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import datetime
 import json
 import os
+import re
 import subprocess
 import threading
+import time
 
-import psycopg
 import pytest
 
-from lablib import ROOT, VENV_BIN, Lab, ansible_env, run_playbook
+from lablib import ROOT, VENV_BIN, Lab, ansible_env, comparable, run_playbook, settle, snapshot, snapshot_diff
 
 pytestmark = pytest.mark.lab
 
 RUNNER = os.path.join(VENV_BIN, "ansible-runner")
 PLAYBOOK_LAB = {"name": "runner-pb", "port_base": 29700}
 RUNNER_LAB = {"name": "runner-ar", "port_base": 29800}
+RECAP_KEYS = ("ok", "changed", "failed", "unreachable", "rescued")
 
 
 def lab_vars(spec):
@@ -29,92 +36,163 @@ def lab_vars(spec):
             "lab_root": os.path.join("/var/tmp/resilience-dr", spec["name"])}
 
 
-@pytest.fixture(scope="module")
-def labs():
-    if not os.path.exists(RUNNER):
-        pytest.skip("ansible-runner is not installed in .venv (pip install ansible-runner; it is in requirements-test.txt)")
-    started, errors = {}, []
+def in_parallel(*calls):
+    """Run the calls in threads; return their results in order (re-raise the first error)."""
+    results, errors = [None] * len(calls), []
 
-    def up(spec):
+    def run(index, call):
         try:
-            started[spec["name"]] = Lab.up(spec["name"], port_base=spec["port_base"])
+            results[index] = call()
         except Exception as exc:  # pylint: disable=broad-except
             errors.append(exc)
 
-    threads = [threading.Thread(target=up, args=(spec,)) for spec in (PLAYBOOK_LAB, RUNNER_LAB)]
+    threads = [threading.Thread(target=run, args=(index, call)) for index, call in enumerate(calls)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+@pytest.fixture(scope="module")
+def labs():
+    if not os.path.exists(RUNNER):
+        pytest.skip("ansible-runner is not installed in .venv (pip install ansible-runner; it is in requirements-test.txt)")
+    started = {}
+
+    def up(spec):
+        started[spec["name"]] = Lab.up(spec["name"], port_base=spec["port_base"])
+
     try:
-        if errors:
-            raise errors[0]
+        in_parallel(lambda: up(PLAYBOOK_LAB), lambda: up(RUNNER_LAB))
         yield started
     finally:
         for lab in started.values():
+            restores = os.path.join(lab.root, "restores")
+            for name in os.listdir(restores) if os.path.isdir(restores) else []:
+                stop_pg(lab, os.path.join(restores, name))
             lab.down()
 
 
-def outcome(lab, committed):
-    """What a failover leaves behind, with nothing that differs between two labs by construction."""
-    try:
-        lab.sql("select 1", node="primary")
-        old_primary = "up"
-    except psycopg.OperationalError:
-        old_primary = "down"
-    pg = lab.servers_state("pg")
-    with open(os.path.join(lab.root, "records", "dr-records.jsonl")) as handle:
-        lines = [json.loads(line) for line in handle]
-    lab.sql("checkpoint", node="replica")  # pg_control's timeline moves at the first checkpoint after promotion
-    return {
-        "replica_in_recovery": lab.in_recovery("replica"),
-        "rows_added": lab.sql("select count(*) from events", node="replica")[0][0] - committed,
-        "verify_rows": lab.sql("select count(*) from events where payload = 'failover-verify'", node="replica")[0][0],
-        "timeline": lab.sql("select timeline_id from pg_control_checkpoint()", node="replica")[0][0],
-        "old_primary": old_primary,
-        "haproxy_active": sorted(name for name, row in pg.items() if int(row["srv_admin_state"]) & 0x23 == 0),
-        "through_haproxy_port_is_replica": lab.sql("select inet_server_port()", node=str(lab.info["haproxy"]["pg_port"]))[0][0]
-        == lab.info["replica"]["port"],
-        "record": [(r["kind"], r["status"]) for r in lines],
-        "data_loss_bytes": lines[-1]["details"]["data_loss_bytes"],
-    }
+def stop_pg(lab, data_dir):
+    if os.path.exists(os.path.join(data_dir, "postmaster.pid")):
+        subprocess.run(["runuser", "-u", lab.info["os_user"], "--", os.path.join(lab.info["pg_bin"], "pg_ctl"), "-D", data_dir,
+                        "-m", "immediate", "-w", "stop"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
 
 
-def test_failover_through_ansible_runner_matches_ansible_playbook(labs, tmp_path):
-    by_playbook = labs[PLAYBOOK_LAB["name"]]
-    by_runner = labs[RUNNER_LAB["name"]]
-    committed = {}
-    for lab in (by_playbook, by_runner):
-        lab.sql("insert into events (payload) select 'before-' || g from generate_series(1, 25) g")
-        committed[lab.info["name"]] = lab.sql("select count(*) from events")[0][0]
+def recap_of_stdout(text):
+    """PLAY RECAP lines of ansible-playbook's output: {host: {ok: n, changed: n, ...}}."""
+    out = {}
+    for host, counts in re.findall(r"^(\S+)\s+: ((?:\w+=\d+\s*)+)$", text.split("PLAY RECAP")[-1], re.M):
+        out[host] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counts) if k in RECAP_KEYS}
+    return out
 
-    out = run_playbook("playbooks/failover.yml", lab_vars(PLAYBOOK_LAB))
-    assert out.returncode == 0, out.stdout[-3000:]
 
-    # ansible-runner's private data dir: env/extravars, env/envvars, artifacts/<ident>/
-    pdd = tmp_path / "runner"
+def by_playbook(playbook, extra):
+    proc = run_playbook(playbook, dict(lab_vars(PLAYBOOK_LAB), **extra))
+    assert proc.returncode == 0, "%s through ansible-playbook failed:\n%s" % (playbook, proc.stdout[-4000:])
+    return recap_of_stdout(proc.stdout), proc.stdout
+
+
+def by_runner(playbook, extra, pdd, ident):
+    """ansible-runner's private data dir: env/extravars, env/envvars, artifacts/<ident>/; the recap
+    is read from the playbook_on_stats event, not from the screen."""
     (pdd / "env").mkdir(parents=True)
-    (pdd / "env" / "extravars").write_text(json.dumps(lab_vars(RUNNER_LAB)))
+    (pdd / "env" / "extravars").write_text(json.dumps(dict(lab_vars(RUNNER_LAB), **extra)))
     env = ansible_env()
     (pdd / "env" / "envvars").write_text(json.dumps({k: env[k] for k in (
         "ANSIBLE_COLLECTIONS_PATH", "ANSIBLE_ROLES_PATH", "ANSIBLE_PYTHON_INTERPRETER", "ANSIBLE_NOCOLOR")}))
     proc = subprocess.run(
-        [RUNNER, "run", str(pdd), "--ident", "failover-1", "--project-dir", os.path.join(ROOT, "playbooks"),
-         "-p", "failover.yml", "--inventory", os.path.join(ROOT, "inventories", "lab")],
+        [RUNNER, "run", str(pdd), "--ident", ident, "--project-dir", os.path.join(ROOT, "playbooks"),
+         "-p", os.path.basename(playbook), "--inventory", os.path.join(ROOT, "inventories", "lab")],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=600, check=False)
-    artifacts = pdd / "artifacts" / "failover-1"
-    assert proc.returncode == 0, proc.stdout[-3000:]
+    artifacts = pdd / "artifacts" / ident
+    assert proc.returncode == 0, "%s through ansible-runner failed:\n%s" % (playbook, proc.stdout[-4000:])
     assert (artifacts / "rc").read_text().strip() == "0"
     assert (artifacts / "status").read_text().strip() == "successful"
     events = [json.loads((artifacts / "job_events" / name).read_text()) for name in os.listdir(str(artifacts / "job_events"))]
-    ok_tasks = {e["event_data"].get("task") for e in events if e["event"] == "runner_on_ok"}
-    assert "Promote the replica (lag guard, fence of the old primary, lock)" in ok_tasks
-    assert "Point HAProxy's PostgreSQL backend at the promoted server" in ok_tasks
+    stats = [e["event_data"] for e in events if e["event"] == "playbook_on_stats"]
+    assert len(stats) == 1, "no playbook_on_stats event"
+    recap = {}
+    for key in RECAP_KEYS:
+        for host, count in (stats[0].get(key) or {}).items():
+            recap.setdefault(host, dict.fromkeys(RECAP_KEYS, 0))[key] = count
+    for host in stats[0].get("processed") or {}:
+        recap.setdefault(host, dict.fromkeys(RECAP_KEYS, 0))
+    return recap, events
 
-    expected = outcome(by_playbook, committed[PLAYBOOK_LAB["name"]])
-    assert expected["replica_in_recovery"] is False and expected["rows_added"] == 1 and expected["old_primary"] == "down"
-    assert expected["haproxy_active"] == ["replica"] and expected["record"] == [("failover", "started"), ("failover", "completed")]
-    assert outcome(by_runner, committed[RUNNER_LAB["name"]]) == expected
+
+def restore_target(lab):
+    """Rows before and after a chosen instant; the WAL holding them archived."""
+    lab.sql("insert into events (written_at, payload) select clock_timestamp(), 'runner-before-' || g from generate_series(1, 7) g")
+    time.sleep(0.3)
+    moment = lab.sql("select clock_timestamp()")[0][0]
+    time.sleep(0.3)
+    lab.sql("insert into events (written_at, payload) select clock_timestamp(), 'runner-after-' || g from generate_series(1, 3) g")
+    settle(lab)
+    return moment.astimezone(datetime.timezone.utc).isoformat()
+
+
+# (step, playbook, extra vars); restore's target time is each lab's own instant
+STEPS = [
+    ("verify_backups", "playbooks/verify_backups.yml", {}),
+    ("recovery_drill", "playbooks/recovery_drill.yml", {}),
+    ("rollback-traffic", "playbooks/rollback.yml", {"rollback_level": "traffic", "rollback_traffic_active": "green",
+                                                    "rollback_reason": "runner test"}),
+    ("restore", "playbooks/restore.yml", {}),
+    ("failover", "playbooks/failover.yml", {}),
+    ("failback", "playbooks/failback.yml", {}),
+]
+
+
+def test_every_runbook_through_ansible_runner_matches_ansible_playbook(labs, tmp_path):
+    pb_lab, ar_lab = labs[PLAYBOOK_LAB["name"]], labs[RUNNER_LAB["name"]]
+    targets = dict(zip(("pb", "ar"), in_parallel(lambda: restore_target(pb_lab), lambda: restore_target(ar_lab))))
+    for step, playbook, extra in STEPS:
+        pb_extra, ar_extra = dict(extra), dict(extra)
+        if step == "restore":
+            pb_extra["db_restore_target_time"], ar_extra["db_restore_target_time"] = targets["pb"], targets["ar"]
+        (pb_recap, _stdout), (ar_recap, events) = in_parallel(
+            lambda: by_playbook(playbook, pb_extra),
+            lambda: by_runner(playbook, ar_extra, tmp_path / step, step))
+        assert pb_recap and ar_recap == pb_recap, "%s: recap through ansible-runner %s, through ansible-playbook %s" % (
+            step, ar_recap, pb_recap)
+        if step == "failover":
+            ok_tasks = {e["event_data"].get("task") for e in events if e["event"] == "runner_on_ok"}
+            assert "Promote the replica (lag guard, fence of the old primary, lock)" in ok_tasks
+            assert "Point HAProxy's PostgreSQL backend at the promoted server" in ok_tasks
+        in_parallel(lambda: settle(pb_lab), lambda: settle(ar_lab))
+        expected, got = comparable(pb_lab, snapshot(pb_lab)), comparable(ar_lab, snapshot(ar_lab))
+        assert got == expected, "%s: state after ansible-runner differs from ansible-playbook's: %s" % (step, snapshot_diff(expected, got))
+        check_step(step, pb_lab, expected)
+    # the restored clusters hold the same rows
+    restored = [lab.sql("select payload from events order by id", node=str(lab.info["port_base"] + 50)) for lab in (pb_lab, ar_lab)]
+    assert restored[0] == restored[1] and ("runner-before-7",) in restored[0] and ("runner-after-1",) not in restored[0]
+
+
+def check_step(step, lab, state):
+    """What each runbook did, on the ansible-playbook lab (the runner lab equals it): the
+    comparison above must not pass on two labs where nothing happened."""
+    records = state["records"].get("dr-records.jsonl", [])
+    if step == "recovery_drill":
+        assert [r for r in records if r[0] == "drill"], records
+    elif step == "rollback-traffic":
+        active = {name: int(row["srv_admin_state"]) & 0x23 == 0 for name, row in state["haproxy"]["web"].items()}
+        assert active == {"blue": False, "green": True}
+        assert records[-2:] == [["rollback", "started"], ["rollback", "completed"]]
+    elif step == "restore":
+        assert records[-2:] == [["restore", "started"], ["restore", "completed"]]
+        assert int(state["haproxy"]["pg"]["primary"]["srv_admin_state"]) & 1, "writers were not stopped"
+    elif step == "failover":
+        assert state["postgres"]["primary"] == "down" and state["postgres"]["replica"]["in_recovery"] is False
+        assert records[-2:] == [["failover", "started"], ["failover", "completed"]]
+    elif step == "failback":
+        assert state["postgres"]["primary"]["in_recovery"] is False and state["postgres"]["replica"]["in_recovery"] is True
+        assert state["postgres"]["primary"]["timeline"] == 3
+        assert int(state["haproxy"]["pg"]["primary"]["srv_admin_state"]) & 0x23 == 0
+        assert lab.sql("select inet_server_port()", node=str(lab.info["haproxy"]["pg_port"]))[0][0] == lab.info["primary"]["port"]
 
 
 # -- AWX configuration as code (no AWX here: the data, and the playbooks' confirmation guard) ----
@@ -144,6 +222,7 @@ def test_awx_job_templates_and_schedule():
 
 @pytest.mark.parametrize("playbook, extra", [
     ("playbooks/failback.yml", {}),
+    ("playbooks/restore.yml", {"db_restore_target_time": "2026-01-01T00:00:00Z"}),
     ("playbooks/rollback.yml", {"rollback_level": "traffic"}),
 ])
 def test_destructive_playbooks_refuse_a_wrong_cluster_name(playbook, extra, tmp_path):
