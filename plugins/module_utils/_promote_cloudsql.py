@@ -22,51 +22,23 @@ __metaclass__ = type
 import datetime
 import time
 
-from ansible_collections.resilience.dr.plugins.module_utils import _deps
+from ansible_collections.resilience.dr.plugins.module_utils import _gcp
+from ansible_collections.resilience.dr.plugins.module_utils import _http
 from ansible_collections.resilience.dr.plugins.module_utils import _time
 from ansible_collections.resilience.dr.plugins.module_utils._errors import (
     APPLY_FAILED,
-    AUTH_FAILED,
-    CONNECTION_FAILED,
     DRError,
     INVALID_ARGUMENT,
     LAG_TOO_HIGH,
     LOCKED,
-    NOT_FOUND,
     PRECONDITION_FAILED,
-    TIMEOUT,
     VERIFY_FAILED,
 )
 from ansible_collections.resilience.dr.plugins.module_utils._module import Provider, Step
 
-with _deps.declare("google-auth", pip="google-auth", reason="for the gcp_cloudsql provider"):
-    import google.auth
-    import google.auth.exceptions
-    import google.oauth2.credentials
-    import google.oauth2.service_account
-    from google.auth.transport.requests import AuthorizedSession
-
-with _deps.declare("requests", pip="requests", reason="for the gcp_cloudsql provider"):
-    import requests
-
 SQLADMIN = "https://sqladmin.googleapis.com"
 MONITORING = "https://monitoring.googleapis.com"
 LAG_METRIC = "cloudsql.googleapis.com/database/replication/replica_lag"
-
-
-def make_session(params):
-    _deps.require("google-auth", "requests")
-    scopes = params.get("gcp_scopes")
-    if params.get("gcp_access_token"):
-        creds = google.oauth2.credentials.Credentials(token=params["gcp_access_token"])
-    elif params.get("gcp_credentials_file"):
-        creds = google.oauth2.service_account.Credentials.from_service_account_file(params["gcp_credentials_file"], scopes=scopes)
-    else:
-        try:
-            creds, _project = google.auth.default(scopes=scopes)
-        except google.auth.exceptions.DefaultCredentialsError as exc:
-            raise DRError(AUTH_FAILED, "No Google credentials: give gcp_access_token or gcp_credentials_file (%s)." % exc)
-    return AuthorizedSession(creds)
 
 
 class CloudSqlPromote(Provider):
@@ -88,30 +60,7 @@ class CloudSqlPromote(Provider):
 
     # -- http -----------------------------------------------------------------------------
     def request(self, method, url, what, **kwargs):
-        try:
-            resp = self.session.request(method, url, timeout=30, **kwargs)
-        except google.auth.exceptions.RefreshError as exc:
-            raise DRError(AUTH_FAILED, "%s was refused and the Google credentials could not be refreshed (%s); give a "
-                          "valid gcp_access_token or gcp_credentials_file." % (what, exc.__class__.__name__))
-        except requests.exceptions.RequestException as exc:
-            raise DRError(CONNECTION_FAILED, "%s: cannot reach %s (%s); check gcp_endpoint and the network."
-                          % (what, url.split("/v")[0], exc.__class__.__name__))
-        try:
-            body = resp.json() if resp.content else {}
-        except ValueError:
-            body = {"raw": resp.text[:300]}
-        if resp.status_code >= 400:
-            message = (body.get("error") or {}).get("message") or resp.reason
-            if resp.status_code in (401, 403):
-                raise DRError(AUTH_FAILED, "%s was refused (HTTP %d: %s); check the Google credentials and their roles."
-                              % (what, resp.status_code, message))
-            if resp.status_code == 404:
-                raise DRError(NOT_FOUND, "%s: not found (HTTP 404: %s)." % (what, message))
-            if resp.status_code == 409:
-                raise DRError(LOCKED, "%s: Cloud SQL says another operation is in progress (HTTP 409: %s); run again "
-                              "when it is done." % (what, message))
-            raise DRError(APPLY_FAILED, "%s failed (HTTP %d: %s)." % (what, resp.status_code, message))
-        return body
+        return _gcp.call(self.session, method, url, what, service="Cloud SQL", conflict=LOCKED, **kwargs)[1]
 
     def _instance_url(self, suffix=""):
         return "%s/v1/projects/%s/instances/%s%s" % (self.base, self.project, self.instance, suffix)
@@ -127,7 +76,7 @@ class CloudSqlPromote(Provider):
         self.timeout = _time.parse_duration(p.get("promote_timeout"), "promote_timeout")
         self.max_lag = _time.parse_duration(p.get("max_lag"), "max_lag")
         self.lag_window = _time.parse_duration(p.get("lag_window"), "lag_window")
-        self.session = make_session(p)
+        self.session = _gcp.session(p)
         inst = self.request("GET", self._instance_url(), "Reading Cloud SQL instance %s" % self.instance)
         state = {
             "instance": self.instance,
@@ -250,18 +199,18 @@ class CloudSqlPromote(Provider):
     def _wait(self):
         start = time.monotonic()
         url = "%s/v1/projects/%s/operations/%s" % (self.base, self.project, self.operation)
-        while True:
-            op = self.request("GET", url, "Polling operation %s" % self.operation)
-            if op.get("status") == "DONE":
-                errors = (op.get("error") or {}).get("errors") or []
-                if errors:
-                    raise DRError(APPLY_FAILED, "Cloud SQL operation %s failed: %s." % (
-                        self.operation, "; ".join("%s: %s" % (e.get("code"), e.get("message")) for e in errors)))
-                return {"operation": self.operation, "waited_seconds": round(time.monotonic() - start, 3)}
-            if time.monotonic() - start > self.timeout:
-                raise DRError(TIMEOUT, "Cloud SQL operation %s was still %s after promote_timeout %s; it may still finish."
-                              % (self.operation, op.get("status"), self.params["promote_timeout"]))
-            time.sleep(self.poll_interval)
+        last = {}
+
+        def done():
+            last.update(self.request("GET", url, "Polling operation %s" % self.operation))
+            return last if last.get("status") == "DONE" else None
+        _http.poll(done, self.timeout, self.poll_interval, "Cloud SQL operation %s was not done after promote_timeout %s; it may still "
+                   "finish." % (self.operation, self.params["promote_timeout"]))
+        errors = (last.get("error") or {}).get("errors") or []
+        if errors:
+            raise DRError(APPLY_FAILED, "Cloud SQL operation %s failed: %s." % (
+                self.operation, "; ".join("%s: %s" % (e.get("code"), e.get("message")) for e in errors)))
+        return {"operation": self.operation, "waited_seconds": round(time.monotonic() - start, 3)}
 
     # -- verify ---------------------------------------------------------------------------
     def verify(self, current, steps):

@@ -20,33 +20,24 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
-import time
 
 from ansible.module_utils.six.moves.urllib.parse import quote
 
-from ansible_collections.resilience.dr.plugins.module_utils import _deps
+from ansible_collections.resilience.dr.plugins.module_utils import _gcp
+from ansible_collections.resilience.dr.plugins.module_utils import _http
 from ansible_collections.resilience.dr.plugins.module_utils._errors import (
     DRError,
     APPLY_FAILED,
-    AUTH_FAILED,
-    CONNECTION_FAILED,
     INVALID_ARGUMENT,
-    NOT_FOUND,
     PRECONDITION_FAILED,
-    TIMEOUT,
 )
 from ansible_collections.resilience.dr.plugins.module_utils._module import Step
 # the same credentials as gcp_cloud_run: access token, service account file or ADC
-from ansible_collections.resilience.dr.plugins.module_utils._traffic_cloud_run import session
 from ansible_collections.resilience.dr.plugins.module_utils._traffic_common import (
     TrafficProvider,
     same_routing,
     shares,
 )
-
-with _deps.declare("google-auth", pip="google-auth", reason="for the gcp_cloud_dns provider"):
-    import google.auth.exceptions
-    import requests
 
 #: keys Cloud DNS generates; never sent back in an addition
 GENERATED = ("kind", "signatureRrdatas")
@@ -108,7 +99,7 @@ class CloudDnsTraffic(TrafficProvider):
         self.base = (self.params.get("gcp_endpoint") or "https://dns.googleapis.com").rstrip("/")
         project = quote(self.params["gcp_project"], safe="")
         self.zone = "%s/dns/v1/projects/%s/managedZones/%s" % (self.base, project, quote(self.params["dns_managed_zone"], safe=""))
-        self.http = session(self.params)
+        self.http = _gcp.session(self.params)
         self.operation_timeout = 600
 
     def known_targets(self, routing):
@@ -118,30 +109,15 @@ class CloudDnsTraffic(TrafficProvider):
         return "target of dns_targets (record %s %s):" % (self.record, self.rtype)
 
     def call(self, method, url, **kwargs):
+        what = "Cloud DNS %s of record set %s %s in managed zone %s of project %s" % (
+            method, self.record, self.rtype, self.params["dns_managed_zone"], self.params["gcp_project"])
         try:
-            resp = self.http.request(method, url, timeout=30, **kwargs)
-        except google.auth.exceptions.GoogleAuthError as exc:
-            raise DRError(AUTH_FAILED, "Cloud DNS refused the Google credentials (401) and they cannot be refreshed: %s; give a valid "
-                          "gcp_access_token or gcp_credentials_file." % exc)
-        except requests.exceptions.RequestException as exc:
-            raise DRError(CONNECTION_FAILED, "Cannot reach the Cloud DNS API at %s: %s; check gcp_endpoint and the network." % (self.base, exc))
-        try:
-            data = resp.json() if resp.content else {}
-        except ValueError:
-            data = {"error": {"message": resp.text[:300]}}
-        if resp.status_code >= 400:
-            message = (data.get("error") or {}).get("message", resp.text[:300])
-            if resp.status_code == 404:
-                raise DRError(NOT_FOUND, "Cloud DNS has no record set %s %s in managed zone %s of project %s (404: %s)." % (
-                    self.record, self.rtype, self.params["dns_managed_zone"], self.params["gcp_project"], message))
-            if resp.status_code in (401, 403):
-                raise DRError(AUTH_FAILED, "Cloud DNS refused %s (%d: %s); check the credentials and their roles (dns.admin)."
-                              % (method, resp.status_code, message))
-            if resp.status_code == 412:
-                raise DRError(APPLY_FAILED, "Cloud DNS refused the change because record set %s %s changed since it was read (412: %s); "
-                              "run the task again." % (self.record, self.rtype, message))
-            raise DRError(APPLY_FAILED, "Cloud DNS answered %d to %s: %s." % (resp.status_code, method, message))
-        return data
+            return _gcp.call(self.http, method, url, what, service="Cloud DNS", role_hint=" (dns.admin)", **kwargs)[1]
+        except DRError as exc:
+            if exc.details.get("http_status") == 412:
+                raise DRError(APPLY_FAILED, "Cloud DNS refused the change because record set %s %s changed since it was read (%s); "
+                              "run the task again." % (self.record, self.rtype, exc.msg), details=exc.details)
+            raise
 
     def get_rrset(self):
         return self.call("GET", "%s/rrsets/%s/%s" % (self.zone, quote(self.record, safe=""), quote(self.rtype, safe="")))
@@ -198,16 +174,16 @@ class CloudDnsTraffic(TrafficProvider):
 
     def change(self, old, new):
         change = self.call("POST", "%s/changes" % self.zone, json={"deletions": [old], "additions": [clean(new)]})
-        deadline = time.monotonic() + self.operation_timeout
-        delay = 0.2
-        while change.get("status") != "done":
-            if time.monotonic() > deadline:
-                raise DRError(TIMEOUT, "The Cloud DNS change %s was not done after %ds." % (change.get("id"), self.operation_timeout),
-                              details={"change": change.get("id")})
-            time.sleep(delay)
-            delay = min(delay * 2, 5)
-            change = self.call("GET", "%s/changes/%s" % (self.zone, quote(str(change["id"]), safe="")))
+        if change.get("status") != "done":
+            url = "%s/changes/%s" % (self.zone, quote(str(change["id"]), safe=""))
+            change = _http.poll(lambda: self._if_done(url), self.operation_timeout, 0.2,
+                                "The Cloud DNS change %s was not done after %ds." % (change.get("id"), self.operation_timeout), max_interval=5,
+                                details={"change": change.get("id")})
         return {"change": change.get("id"), "status": change.get("status")}
+
+    def _if_done(self, url):
+        change = self.call("GET", url)
+        return change if change.get("status") == "done" else None
 
     def restore(self, current):
         now = self.get_rrset()

@@ -13,17 +13,13 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
-import time
 
-from ansible_collections.resilience.dr.plugins.module_utils import _deps
+from ansible_collections.resilience.dr.plugins.module_utils import _gcp
+from ansible_collections.resilience.dr.plugins.module_utils import _http
 from ansible_collections.resilience.dr.plugins.module_utils._errors import (
     DRError,
     APPLY_FAILED,
-    AUTH_FAILED,
-    CONNECTION_FAILED,
     INVALID_ARGUMENT,
-    NOT_FOUND,
-    TIMEOUT,
 )
 from ansible_collections.resilience.dr.plugins.module_utils._module import Step
 from ansible_collections.resilience.dr.plugins.module_utils._traffic_common import (
@@ -32,32 +28,9 @@ from ansible_collections.resilience.dr.plugins.module_utils._traffic_common impo
     shares,
 )
 
-with _deps.declare("google-auth", pip="google-auth", reason="for the gcp_cloud_run provider"):
-    import google.auth
-    import google.auth.exceptions
-    from google.auth.transport.requests import AuthorizedSession
-    from google.oauth2 import credentials as oauth2_credentials
-    from google.oauth2 import service_account
-    import requests
-
 LATEST = "LATEST"
 T_REVISION = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
 T_LATEST = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"
-
-
-def session(params):
-    _deps.require("google-auth")
-    scopes = params.get("gcp_scopes") or ["https://www.googleapis.com/auth/cloud-platform"]
-    try:
-        if params.get("gcp_access_token"):
-            creds = oauth2_credentials.Credentials(token=params["gcp_access_token"])
-        elif params.get("gcp_credentials_file"):
-            creds = service_account.Credentials.from_service_account_file(params["gcp_credentials_file"], scopes=scopes)
-        else:
-            creds = google.auth.default(scopes=scopes)[0]
-    except (google.auth.exceptions.GoogleAuthError, IOError, OSError, ValueError) as exc:
-        raise DRError(AUTH_FAILED, "No usable Google credentials: %s; give gcp_access_token or gcp_credentials_file." % exc)
-    return AuthorizedSession(creds)
 
 
 class CloudRunTraffic(TrafficProvider):
@@ -72,7 +45,7 @@ class CloudRunTraffic(TrafficProvider):
         self.base = (self.params.get("gcp_endpoint") or "https://run.googleapis.com").rstrip("/")
         self.path = "projects/%s/locations/%s/services/%s" % (self.params["gcp_project"], self.params["cloud_run_region"],
                                                               self.params["cloud_run_service"])
-        self.http = session(self.params)
+        self.http = _gcp.session(self.params)
         self.service = None
         self.operation_timeout = 600
 
@@ -80,25 +53,8 @@ class CloudRunTraffic(TrafficProvider):
         return "revision of Cloud Run service %s:" % self.params["cloud_run_service"]
 
     def call(self, method, url, **kwargs):
-        try:
-            resp = self.http.request(method, url, timeout=30, **kwargs)
-        except google.auth.exceptions.GoogleAuthError as exc:
-            raise DRError(AUTH_FAILED, "Cloud Run refused the Google credentials (401) and they cannot be refreshed: %s; give a valid "
-                          "gcp_access_token or gcp_credentials_file." % exc)
-        except requests.exceptions.RequestException as exc:
-            raise DRError(CONNECTION_FAILED, "Cannot reach the Cloud Run API at %s: %s; check gcp_endpoint and the network." % (self.base, exc))
-        try:
-            data = resp.json() if resp.content else {}
-        except ValueError:
-            data = {"error": {"message": resp.text[:300]}}
-        if resp.status_code >= 400:
-            message = (data.get("error") or {}).get("message", resp.text[:300])
-            if resp.status_code == 404:
-                raise DRError(NOT_FOUND, "Cloud Run has no %s (404: %s)." % (url.split("/v2/", 1)[-1].split("?")[0], message))
-            if resp.status_code in (401, 403):
-                raise DRError(AUTH_FAILED, "Cloud Run refused %s (%d: %s); check the credentials and their roles." % (method, resp.status_code, message))
-            raise DRError(APPLY_FAILED, "Cloud Run answered %d to %s: %s." % (resp.status_code, method, message))
-        return data
+        what = "Cloud Run %s %s" % (method, url.split("/v2/", 1)[-1].split("?")[0])
+        return _gcp.call(self.http, method, url, what, service="Cloud Run", **kwargs)[1]
 
     @staticmethod
     def key(entry):
@@ -135,18 +91,18 @@ class CloudRunTraffic(TrafficProvider):
 
     def patch(self, traffic):
         op = self.call("PATCH", "%s/v2/%s" % (self.base, self.path), params={"updateMask": "traffic"}, json={"traffic": traffic})
-        deadline = time.monotonic() + self.operation_timeout
-        delay = 0.2
-        while not op.get("done"):
-            if time.monotonic() > deadline:
-                raise DRError(TIMEOUT, "The Cloud Run operation %s was not done after %ds." % (op.get("name"), self.operation_timeout))
-            time.sleep(delay)
-            delay = min(delay * 2, 5)
-            op = self.call("GET", "%s/v2/%s" % (self.base, op["name"]))
+        if not op.get("done"):
+            url = "%s/v2/%s" % (self.base, op["name"])
+            op = _http.poll(lambda: self._if_done(url), self.operation_timeout, 0.2,
+                            "The Cloud Run operation %s was not done after %ds." % (op.get("name"), self.operation_timeout), max_interval=5)
         if op.get("error"):
             raise DRError(APPLY_FAILED, "Cloud Run refused the traffic change: %s." % op["error"].get("message", op["error"]),
                           details={"operation": op.get("name")})
         return {"operation": op.get("name")}
+
+    def _if_done(self, url):
+        op = self.call("GET", url)
+        return op if op.get("done") else None
 
     def restore(self, current):
         self.patch(current["detail"]["traffic"])
