@@ -19,28 +19,23 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
-import time
 
-from ansible_collections.resilience.dr.plugins.module_utils import _deps
+from ansible_collections.resilience.dr.plugins.module_utils import _azure
+from ansible_collections.resilience.dr.plugins.module_utils import _gcp
+from ansible_collections.resilience.dr.plugins.module_utils import _http
 from ansible_collections.resilience.dr.plugins.module_utils import _time
 from ansible_collections.resilience.dr.plugins.module_utils._errors import (
     DRError,
     APPLY_FAILED,
-    AUTH_FAILED,
-    CONNECTION_FAILED,
     INVALID_ARGUMENT,
     NOT_FOUND,
     NO_BACKUP_BEFORE_TARGET,
     PRECONDITION_FAILED,
     TARGET_NOT_REACHED,
-    TIMEOUT,
     VERIFY_FAILED,
 )
 from ansible_collections.resilience.dr.plugins.module_utils._module import Provider, Step
 from ansible_collections.resilience.dr.plugins.module_utils._pitr_common import normalise_target, target_public
-
-with _deps.declare("requests", pip="requests", reason="for the gcp_cloudsql and azure_pg_flexible engines"):
-    import requests
 
 LABEL_SOURCE = "resilience-dr-pitr-source"
 LABEL_TARGET = "resilience-dr-pitr-target"
@@ -69,7 +64,6 @@ class CloudPitr(Provider):
         self.target_id = self.params["target_db_instance"]
         self.timeout = _time.parse_duration(self.params.get("timeout") or "1h", "timeout")
         self.poll = 0.2 if self._local() else 10
-        _deps.require("requests")
         self.http = None
         self.result["target"] = target_public(self.target)
 
@@ -78,6 +72,10 @@ class CloudPitr(Provider):
         return False
 
     def session(self):
+        raise NotImplementedError
+
+    def api_call(self, method, url, what, **kwargs):
+        """(response, body) of one request through ``self.http`` (``_gcp.call`` or ``_azure.call``)."""
         raise NotImplementedError
 
     def get_source(self):
@@ -101,21 +99,16 @@ class CloudPitr(Provider):
         raise NotImplementedError
 
     # -- http -----------------------------------------------------------------------
-    def call(self, method, url, expect=(200,), **kwargs):
+    def call(self, method, url, **kwargs):
+        """The response of one request, or None when the API answers 404."""
         if self.http is None:
             self.http = self.session()
         try:
-            resp = self.http.request(method, url, timeout=60, **kwargs)
-        except requests.exceptions.RequestException as exc:
-            raise DRError(CONNECTION_FAILED, "%s %s: cannot reach the API: %s." % (method, url.split("?")[0], exc))
-        if resp.status_code == 404:
-            return None
-        if resp.status_code in (401, 403):
-            raise DRError(AUTH_FAILED, "%s %s was refused (HTTP %d); check the credentials and their permissions." % (
-                method, url.split("?")[0], resp.status_code))
-        if resp.status_code not in expect:
-            raise DRError(APPLY_FAILED, "%s %s failed (HTTP %d): %s" % (method, url.split("?")[0], resp.status_code, resp.text[:300]))
-        return resp
+            return self.api_call(method, url, "%s %s" % (method, url.split("?")[0]), timeout=60, **kwargs)[0]
+        except DRError as exc:
+            if exc.code == NOT_FOUND:
+                return None
+            raise
 
     def target_mark(self):
         return label_value(self.target["value"] if self.target["type"] == "time" else "latest")
@@ -157,13 +150,7 @@ class CloudPitr(Provider):
                                                         "restored_to": self.target_mark()}}
 
     def wait_for(self, what, check):
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
-            value = check()
-            if value:
-                return value
-            time.sleep(self.poll)
-        raise DRError(TIMEOUT, "%s did not finish within %ss." % (what, self.timeout))
+        return _http.poll(check, self.timeout, self.poll, "%s did not finish within %ss." % (what, self.timeout))
 
     def verify(self, current, steps):
         instance = self.get_target()
@@ -192,20 +179,10 @@ class CloudSqlPitr(CloudPitr):
         return (self.params.get("gcp_endpoint") or "").startswith(("http://127.0.0.1", "http://localhost"))
 
     def session(self):
-        with _deps.declare("google-auth", pip="google-auth", reason="for the gcp_cloudsql engine"):
-            from google.auth.transport.requests import AuthorizedSession  # pylint: disable=import-outside-toplevel
-            from google.oauth2 import credentials as oauth2_credentials  # pylint: disable=import-outside-toplevel
-            from google.oauth2 import service_account  # pylint: disable=import-outside-toplevel
-            import google.auth  # pylint: disable=import-outside-toplevel
-        _deps.require("google-auth")
-        scopes = self.params.get("gcp_scopes") or ["https://www.googleapis.com/auth/cloud-platform"]
-        if self.params.get("gcp_access_token"):
-            creds = oauth2_credentials.Credentials(token=self.params["gcp_access_token"])
-        elif self.params.get("gcp_credentials_file"):
-            creds = service_account.Credentials.from_service_account_file(self.params["gcp_credentials_file"], scopes=scopes)
-        else:
-            creds = google.auth.default(scopes=scopes)[0]
-        return AuthorizedSession(creds)
+        return _gcp.session(self.params)
+
+    def api_call(self, method, url, what, **kwargs):
+        return _gcp.call(self.http, method, url, what, service="Cloud SQL", **kwargs)
 
     def get_source(self):
         resp = self.call("GET", "%s/instances/%s" % (self.base, self.source_id))
@@ -285,21 +262,10 @@ class AzureFlexiblePitr(CloudPitr):
         return (self.params.get("azure_resource_manager_endpoint") or "").startswith(("http://127.0.0.1", "http://localhost"))
 
     def session(self):
-        token = self.params.get("azure_access_token")
-        if not token:
-            try:
-                from azure.identity import ClientSecretCredential, DefaultAzureCredential  # pylint: disable=import-outside-toplevel
-            except ImportError:
-                raise DRError(AUTH_FAILED, "Give azure_access_token, or install azure-identity for client-secret / default credentials.")
-            if self.params.get("azure_client_secret"):
-                cred = ClientSecretCredential(self.params["azure_tenant_id"], self.params["azure_client_id"], self.params["azure_client_secret"])
-            else:
-                cred = DefaultAzureCredential()
-            token = cred.get_token("https://management.azure.com/.default").token
-            self.secrets.append(token)
-        session = requests.Session()
-        session.headers["Authorization"] = "Bearer %s" % token
-        return session
+        return _azure.session(self.params, self.secrets)
+
+    def api_call(self, method, url, what, **kwargs):
+        return _azure.call(self.http, self.params, method, url, what, **kwargs)
 
     def _url(self, name):
         return "%s/%s?api-version=%s" % (self.base, name, AZURE_API)
@@ -324,15 +290,11 @@ class AzureFlexiblePitr(CloudPitr):
         body = {"location": source.get("location"),
                 "properties": {"createMode": "PointInTimeRestore", "sourceServerResourceId": source.get("id"), "pointInTimeUTC": moment},
                 "tags": {LABEL_SOURCE: label_value(self.source_id), LABEL_TARGET: self.target_mark()}}
-        resp = self.call("PUT", self._url(self.target_id), expect=(200, 201, 202), json=body)
-        poll_url = resp.headers.get("Azure-AsyncOperation") or resp.headers.get("Location")
-        if poll_url:
-            def done():
-                status = self.call("GET", poll_url, expect=(200, 202)).json().get("status")
-                if status in ("Failed", "Canceled"):
-                    raise DRError(APPLY_FAILED, "Point-in-time restore of %s into %s ended %s." % (self.source_id, self.target_id, status))
-                return status == "Succeeded"
-            self.wait_for("Point-in-time restore into %s" % self.target_id, done)
+        resp = self.call("PUT", self._url(self.target_id), json=body)
+        if resp is None:
+            raise DRError(NOT_FOUND, "Azure has no resource group %s to restore %s into." % (self.params["resource_group"], self.target_id))
+        _azure.wait(self.http, self.params, resp, "the point-in-time restore of %s into %s" % (self.source_id, self.target_id), self.timeout,
+                    interval=self.poll)
         return {"point_in_time_utc": moment}
 
     def marks(self, instance):

@@ -22,6 +22,7 @@ __metaclass__ = type
 
 import time
 
+from ansible_collections.resilience.dr.plugins.module_utils import _azure
 from ansible_collections.resilience.dr.plugins.module_utils import _deps
 from ansible_collections.resilience.dr.plugins.module_utils import _time
 from ansible_collections.resilience.dr.plugins.module_utils._errors import (
@@ -72,18 +73,11 @@ def _allow_http_policy():
 
 def make_client(params):
     _deps.require("azure-mgmt-resource")
-    endpoint = (params.get("azure_resource_manager_endpoint") or "https://management.azure.com").rstrip("/")
+    endpoint = _azure.endpoint(params)
     if params.get("azure_access_token"):
         credential = _StaticToken(params["azure_access_token"])
     else:
-        with _deps.declare("azure-identity", pip="azure-identity", reason="for Azure credentials other than azure_access_token"):
-            from azure.identity import ClientSecretCredential, DefaultAzureCredential  # pylint: disable=import-outside-toplevel
-        _deps.require("azure-identity")
-        if params.get("azure_client_secret"):
-            credential = ClientSecretCredential(params.get("azure_tenant_id"), params.get("azure_client_id"),
-                                                params["azure_client_secret"])
-        else:
-            credential = DefaultAzureCredential()
+        credential = _azure.identity_credential(params)
     kwargs = {}
     if endpoint.startswith("http://"):
         if not endpoint.startswith(_LOOPBACK):

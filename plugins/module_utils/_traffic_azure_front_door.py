@@ -15,18 +15,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import time
 
-from ansible_collections.resilience.dr.plugins.module_utils import _deps
+from ansible_collections.resilience.dr.plugins.module_utils import _azure
 from ansible_collections.resilience.dr.plugins.module_utils._errors import (
     DRError,
-    APPLY_FAILED,
-    AUTH_FAILED,
-    CONNECTION_FAILED,
     INVALID_ARGUMENT,
     NOT_FOUND,
     PRECONDITION_FAILED,
-    TIMEOUT,
 )
 from ansible_collections.resilience.dr.plugins.module_utils._module import Step
 from ansible_collections.resilience.dr.plugins.module_utils._traffic_common import (
@@ -35,54 +30,7 @@ from ansible_collections.resilience.dr.plugins.module_utils._traffic_common impo
     shares,
 )
 
-with _deps.declare("requests", pip="requests", reason="for the azure_front_door provider"):
-    import requests
-
 API_VERSION = "2024-02-01"
-
-
-def bearer_token(params):
-    if params.get("azure_access_token"):
-        return params["azure_access_token"]
-    with _deps.declare("azure-identity", pip="azure-identity", reason="for Azure credentials other than azure_access_token"):
-        from azure.identity import ClientSecretCredential, DefaultAzureCredential  # pylint: disable=import-outside-toplevel
-    _deps.require("azure-identity")
-    scope = params.get("azure_resource_manager_endpoint", "https://management.azure.com").rstrip("/") + "/.default"
-    try:
-        if params.get("azure_client_secret"):
-            cred = ClientSecretCredential(params.get("azure_tenant_id"), params.get("azure_client_id"), params["azure_client_secret"])
-        else:
-            cred = DefaultAzureCredential()
-        return cred.get_token(scope).token
-    except Exception as exc:  # pylint: disable=broad-except
-        raise DRError(AUTH_FAILED, "Could not get an Azure token for %s: %s; give azure_access_token or a service principal." % (scope, exc))
-
-
-def arm_call(http, base, api_version, method, url, body=None, role_hint=""):
-    """One Azure Resource Manager request through ``http`` (a requests session carrying the
-    bearer token); returns (response, JSON body) or raises DRError with a stable code.
-    ``role_hint`` names the role an operator should check on a 401/403."""
-    if not url.startswith("http"):
-        url = base + url
-    params = None if "api-version=" in url else {"api-version": api_version}
-    try:
-        resp = http.request(method, url, params=params, json=body, timeout=30)
-    except requests.exceptions.RequestException as exc:
-        raise DRError(CONNECTION_FAILED, "Cannot reach Azure Resource Manager at %s: %s; check azure_resource_manager_endpoint." % (base, exc))
-    try:
-        data = resp.json() if resp.content else {}
-    except ValueError:
-        data = {"error": {"message": resp.text[:300]}}
-    if resp.status_code >= 400:
-        error = data.get("error") or {}
-        message = "%s: %s" % (error.get("code", resp.status_code), error.get("message", resp.text[:300]))
-        if resp.status_code == 404:
-            raise DRError(NOT_FOUND, "Azure has no %s (404 %s)." % (url.split("?")[0][len(base):], message))
-        if resp.status_code in (401, 403):
-            raise DRError(AUTH_FAILED, "Azure refused %s (%d %s); check the token and its role assignments%s." % (
-                method, resp.status_code, message, role_hint))
-        raise DRError(APPLY_FAILED, "Azure answered %d to %s: %s." % (resp.status_code, method, message))
-    return resp, data
 
 
 class FrontDoorTraffic(TrafficProvider):
@@ -95,20 +43,18 @@ class FrontDoorTraffic(TrafficProvider):
         for name in ("azure_subscription_id", "afd_resource_group", "afd_profile", "afd_origin_group"):
             if not self.params.get(name):
                 raise DRError(INVALID_ARGUMENT, "%s is required with provider=azure_front_door." % name)
-        _deps.require("requests")
-        self.base = (self.params.get("azure_resource_manager_endpoint") or "https://management.azure.com").rstrip("/")
         self.group = "/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Cdn/profiles/%s/originGroups/%s" % (
             self.params["azure_subscription_id"], self.params["afd_resource_group"], self.params["afd_profile"],
             self.params["afd_origin_group"])
-        self.http = requests.Session()
-        self.http.headers["Authorization"] = "Bearer %s" % bearer_token(self.params)
+        self.http = _azure.session(self.params, self.secrets)
         self.operation_timeout = 600
 
     def target_what(self):
         return "origin of origin group %s:" % self.params["afd_origin_group"]
 
     def call(self, method, url, body=None):
-        return arm_call(self.http, self.base, API_VERSION, method, url, body)
+        what = "Front Door %s %s" % (method, url.split("?")[0].rsplit("/providers/", 1)[-1])
+        return _azure.call(self.http, self.params, method, url, what, api_version=API_VERSION, json=body)
 
     def origins(self):
         out = []
@@ -159,18 +105,7 @@ class FrontDoorTraffic(TrafficProvider):
 
     def update(self, name, props):
         resp, data = self.call("PATCH", "%s/origins/%s" % (self.group, name), {"properties": props})
-        poll = resp.headers.get("Azure-AsyncOperation") or resp.headers.get("Location")
-        if resp.status_code == 202 and poll:
-            deadline = time.monotonic() + self.operation_timeout
-            while True:
-                status = (self.call("GET", poll)[1].get("status") or "").lower()
-                if status in ("succeeded", ""):
-                    break
-                if status in ("failed", "canceled", "cancelled"):
-                    raise DRError(APPLY_FAILED, "Azure reported the update of origin %s as %s." % (name, status))
-                if time.monotonic() > deadline:
-                    raise DRError(TIMEOUT, "The update of origin %s was not done after %ds." % (name, self.operation_timeout))
-                time.sleep(float(resp.headers.get("Retry-After") or 1))
+        _azure.wait(self.http, self.params, resp, "the update of origin %s" % name, self.operation_timeout)
         return {"origin": name, "status": resp.status_code, "provisioningState": (data.get("properties") or {}).get("provisioningState")}
 
     def restore(self, current):

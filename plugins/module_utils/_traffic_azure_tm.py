@@ -22,27 +22,20 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import time
 
-from ansible_collections.resilience.dr.plugins.module_utils import _deps
+from ansible_collections.resilience.dr.plugins.module_utils import _azure
 from ansible_collections.resilience.dr.plugins.module_utils._errors import (
     DRError,
-    APPLY_FAILED,
     INVALID_ARGUMENT,
     NOT_FOUND,
     PRECONDITION_FAILED,
-    TIMEOUT,
 )
 from ansible_collections.resilience.dr.plugins.module_utils._module import Step
-from ansible_collections.resilience.dr.plugins.module_utils._traffic_azure_front_door import arm_call, bearer_token
 from ansible_collections.resilience.dr.plugins.module_utils._traffic_common import (
     TrafficProvider,
     same_routing,
     shares,
 )
-
-with _deps.declare("requests", pip="requests", reason="for the azure_traffic_manager provider"):
-    import requests
 
 API_VERSION = "2022-04-01"
 METHODS = ("Priority", "Weighted")
@@ -63,12 +56,9 @@ class TrafficManagerTraffic(TrafficProvider):
         for name in ("azure_subscription_id", "tm_resource_group", "tm_profile"):
             if not self.params.get(name):
                 raise DRError(INVALID_ARGUMENT, "%s is required with provider=azure_traffic_manager." % name)
-        _deps.require("requests")
-        self.base = (self.params.get("azure_resource_manager_endpoint") or "https://management.azure.com").rstrip("/")
         self.profile = "/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Network/trafficmanagerprofiles/%s" % (
             self.params["azure_subscription_id"], self.params["tm_resource_group"], self.params["tm_profile"])
-        self.http = requests.Session()
-        self.http.headers["Authorization"] = "Bearer %s" % bearer_token(self.params)
+        self.http = _azure.session(self.params, self.secrets)
         self.method = None
         self.operation_timeout = 600
 
@@ -76,7 +66,9 @@ class TrafficManagerTraffic(TrafficProvider):
         return "endpoint of Traffic Manager profile %s:" % self.params["tm_profile"]
 
     def call(self, method, url, body=None):
-        return arm_call(self.http, self.base, API_VERSION, method, url, body, role_hint=" (Traffic Manager Contributor)")
+        what = "Traffic Manager %s %s" % (method, url.split("?")[0].rsplit("/providers/", 1)[-1])
+        return _azure.call(self.http, self.params, method, url, what, api_version=API_VERSION, role_hint=" (Traffic Manager Contributor)",
+                           json=body)
 
     def read_state(self):
         profile = self.call("GET", self.profile)[1]
@@ -135,18 +127,7 @@ class TrafficManagerTraffic(TrafficProvider):
 
     def update(self, name, path, props):
         resp, data = self.call("PATCH", path, {"properties": props})
-        poll = resp.headers.get("Azure-AsyncOperation") or resp.headers.get("Location")
-        if resp.status_code == 202 and poll:
-            deadline = time.monotonic() + self.operation_timeout
-            while True:
-                status = (self.call("GET", poll)[1].get("status") or "").lower()
-                if status in ("succeeded", ""):
-                    break
-                if status in ("failed", "canceled", "cancelled"):
-                    raise DRError(APPLY_FAILED, "Azure reported the update of endpoint %s as %s." % (name, status))
-                if time.monotonic() > deadline:
-                    raise DRError(TIMEOUT, "The update of endpoint %s was not done after %ds." % (name, self.operation_timeout))
-                time.sleep(float(resp.headers.get("Retry-After") or 1))
+        _azure.wait(self.http, self.params, resp, "the update of endpoint %s" % name, self.operation_timeout)
         props = data.get("properties") or {}
         return {"endpoint": name, "status": resp.status_code, "endpointStatus": props.get("endpointStatus"), "weight": props.get("weight")}
 

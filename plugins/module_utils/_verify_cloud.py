@@ -20,20 +20,16 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import json
-
 from ansible.module_utils.six.moves.urllib.parse import quote, urlencode
-from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
-from ansible.module_utils.urls import open_url
 
-from ansible_collections.resilience.dr.plugins.module_utils import _deps
+from ansible_collections.resilience.dr.plugins.module_utils import _azure
+from ansible_collections.resilience.dr.plugins.module_utils import _gcp
+from ansible_collections.resilience.dr.plugins.module_utils import _http
 from ansible_collections.resilience.dr.plugins.module_utils import _time
 from ansible_collections.resilience.dr.plugins.module_utils._errors import (
     DRError,
-    AUTH_FAILED,
     CONNECTION_FAILED,
     INVALID_ARGUMENT,
-    NOT_FOUND,
 )
 from ansible_collections.resilience.dr.plugins.module_utils._verify_common import (
     VerifyProvider,
@@ -41,36 +37,8 @@ from ansible_collections.resilience.dr.plugins.module_utils._verify_common impor
     age_seconds,
 )
 
-with _deps.declare("google-auth", pip="google-auth"):
-    import google.auth.transport.requests
-    from google.oauth2 import service_account
-
-with _deps.declare("azure-identity", pip="azure-identity"):
-    from azure.identity import ClientSecretCredential, DefaultAzureCredential
-
 GCP_SQLADMIN = "https://sqladmin.googleapis.com"
 AZURE_API_VERSION = "2022-12-01"
-
-
-def get_json(url, token, what, timeout=30, validate_certs=True):
-    """GET ``url`` with a bearer token; the decoded JSON body."""
-    try:
-        resp = open_url(url, method="GET", headers={"Authorization": "Bearer " + token, "Accept": "application/json"},
-                        timeout=timeout, validate_certs=validate_certs)
-        return json.loads(resp.read() or b"{}")
-    except HTTPError as exc:
-        body = ""
-        try:
-            body = exc.read().decode("utf-8", "replace")[:300]
-        except Exception:  # pylint: disable=broad-except
-            body = ""
-        if exc.code in (401, 403):
-            raise DRError(AUTH_FAILED, "Access refused (%d) while reading %s; check the token and its permissions." % (exc.code, what))
-        if exc.code == 404:
-            raise DRError(NOT_FOUND, "%s not found (404)." % what)
-        raise DRError(CONNECTION_FAILED, "HTTP %d while reading %s: %s" % (exc.code, what, body))
-    except (URLError, IOError, ValueError) as exc:
-        raise DRError(CONNECTION_FAILED, "Could not read %s: %s" % (what, exc))
 
 
 def _parse(stamp):
@@ -90,29 +58,21 @@ class CloudSqlVerify(VerifyProvider):
         if not self.params.get("gcp_project"):
             raise DRError(INVALID_ARGUMENT, "The gcp_cloudsql engine needs gcp_project.")
 
-    def token(self):
-        if self.params.get("gcp_access_token"):
-            return self.params["gcp_access_token"]
-        _deps.require("google-auth")
-        if not self.params.get("gcp_credentials_file"):
-            raise DRError(INVALID_ARGUMENT, "Give gcp_access_token or gcp_credentials_file (a service account key).")
-        creds = service_account.Credentials.from_service_account_file(self.params["gcp_credentials_file"], scopes=self.params["gcp_scopes"])
-        creds.refresh(google.auth.transport.requests.Request())
-        self.secrets.append(creds.token)
-        return creds.token
-
     def discover(self):
-        token = self.token()
+        http = _http.bearer_session(_gcp.token(self.params, self.secrets))
+
+        def get(url, what):
+            return _gcp.call(http, "GET", url, "Reading %s" % what, service="Cloud SQL", other=CONNECTION_FAILED)[1]
         base = (self.params.get("gcp_endpoint") or GCP_SQLADMIN).rstrip("/")
         inst = "%s/v1/projects/%s/instances/%s" % (base, quote(self.params["gcp_project"]), quote(self.params["cloudsql_instance"]))
         what = "Cloud SQL instance %s" % self.params["cloudsql_instance"]
-        instance = get_json(inst, token, what)
+        instance = get(inst, what)
         config = instance.get("settings", {}).get("backupConfiguration", {})
         runs = []
         page = None
         while True:
             url = inst + "/backupRuns?" + urlencode(dict([("maxResults", 500)] + ([("pageToken", page)] if page else [])))
-            body = get_json(url, token, "backup runs of %s" % what)
+            body = get(url, "backup runs of %s" % what)
             runs.extend(body.get("items", []))
             page = body.get("nextPageToken")
             if not page:
@@ -123,7 +83,7 @@ class CloudSqlVerify(VerifyProvider):
         self.backup_at = _parse(newest.get("endTime") or newest.get("startTime")) if newest else None
         self.recovery_at = None
         if config.get("pointInTimeRecoveryEnabled"):
-            body = get_json(inst + "/getLatestRecoveryTime", token, "latest recovery time of %s" % what)
+            body = get(inst + "/getLatestRecoveryTime", "latest recovery time of %s" % what)
             self.recovery_at = _parse(body.get("latestRecoveryTime"))
         self.enabled = bool(config.get("enabled"))
         failed = [r for r in runs if r.get("status") == "FAILED"]
@@ -160,30 +120,20 @@ class AzureFlexibleVerify(VerifyProvider):
             if not self.params.get(key):
                 raise DRError(INVALID_ARGUMENT, "The azure_pg_flexible engine needs %s." % key)
 
-    def token(self):
-        if self.params.get("azure_access_token"):
-            return self.params["azure_access_token"]
-        _deps.require("azure-identity")
-        scope = self.params["azure_resource_manager_endpoint"].rstrip("/") + "/.default"
-        if self.params.get("azure_client_secret"):
-            cred = ClientSecretCredential(self.params["azure_tenant_id"], self.params["azure_client_id"], self.params["azure_client_secret"])
-        else:
-            cred = DefaultAzureCredential()
-        token = cred.get_token(scope).token
-        self.secrets.append(token)
-        return token
-
     def discover(self):
-        token = self.token()
+        http = _azure.session(self.params, self.secrets)
+
+        def get(url, what):
+            return _azure.call(http, self.params, "GET", url, "Reading %s" % what, other=CONNECTION_FAILED)[1]
         base = self.params["azure_resource_manager_endpoint"].rstrip("/")
         server = "%s/subscriptions/%s/resourceGroups/%s/providers/Microsoft.DBforPostgreSQL/flexibleServers/%s" % (
             base, quote(self.params["azure_subscription_id"]), quote(self.params["resource_group"]), quote(self.params["flexible_server"]))
         what = "flexible server %s" % self.params["flexible_server"]
-        info = get_json(server + "?api-version=" + AZURE_API_VERSION, token, what)
+        info = get(server + "?api-version=" + AZURE_API_VERSION, what)
         backups = []
         url = server + "/backups?api-version=" + AZURE_API_VERSION
         while url:
-            body = get_json(url, token, "backups of %s" % what)
+            body = get(url, "backups of %s" % what)
             backups.extend(body.get("value", []))
             url = body.get("nextLink")
         done = [b for b in backups if b.get("properties", {}).get("completedTime")]

@@ -140,10 +140,10 @@ def test_gcp_cloudsql_backup_runs(fake):
     assert res.get("failed") and "automated backups are disabled on appdb" in res["msg"]
 
     res = run_module(MODULE, gcp_args(gcp_access_token="wrong-token"))
-    assert res.get("failed") and "Access refused (401)" in res["msg"]
+    assert res.get("failed") and "HTTP 401" in res["msg"]
     assert "wrong-token" not in json.dumps(res)
     res = run_module(MODULE, gcp_args(cloudsql_instance="missing"))
-    assert res.get("failed") and "not found (404)" in res["msg"]
+    assert res.get("failed") and "not found (HTTP 404" in res["msg"]
 
 
 def az_args(**extra):
