@@ -15,36 +15,20 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
+from fakes.base import FakeApi, JsonHandler
 
-class FakeFrontDoor(object):
+
+class FakeFrontDoor(FakeApi):
     def __init__(self, port, token="azure-token"):
-        self.token = token
+        super(FakeFrontDoor, self).__init__(port, token)
         self.origins = {}
         self.pending = {}
-        self.requests = []
-        self.lock = threading.Lock()
-        self.url = "http://127.0.0.1:%d" % port
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _send(self, code, body, headers=None):
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def _error(self, code, error, message):
                 self._send(code, {"error": {"code": error, "message": message}})
 
@@ -87,19 +71,4 @@ class FakeFrontDoor(object):
                                                       "Retry-After": "0"})
                     return self._error(404, "ResourceNotFound", "The Resource '%s' was not found." % path)
 
-            def do_GET(self):  # noqa: N802
-                self._handle("GET")
-
-            def do_PATCH(self):  # noqa: N802
-                self._handle("PATCH")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def start(self):
-        self.thread.start()
-        return self
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)

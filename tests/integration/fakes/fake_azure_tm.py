@@ -20,37 +20,23 @@ __metaclass__ = type
 
 import copy
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlparse
+
+from fakes.base import FakeApi, JsonHandler
 
 API_VERSION = "2022-04-01"
 WRITABLE = ("endpointStatus", "weight", "priority", "target", "targetResourceId", "endpointLocation", "customHeaders", "alwaysServe",
             "geoMapping", "subnets", "minChildEndpoints")
 
 
-class FakeTrafficManager(object):
+class FakeTrafficManager(FakeApi):
     def __init__(self, port, token="azure-tm-token"):
-        self.token = token
+        super(FakeTrafficManager, self).__init__(port, token)
         self.profiles = {}
-        self.requests = []
         self.bodies = []
-        self.lock = threading.Lock()
-        self.url = "http://127.0.0.1:%d" % port
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _send(self, code, body):
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def _error(self, code, error, message):
                 self._send(code, {"error": {"code": error, "message": message}})
 
@@ -91,14 +77,7 @@ class FakeTrafficManager(object):
                         return self._send(200, fake.render_endpoint(profiles[base.lower()], name))
                     return self._error(404, "ResourceNotFound", "The Resource '%s' was not found." % path)
 
-            def do_GET(self):  # noqa: N802
-                self._handle("GET")
-
-            def do_PATCH(self):  # noqa: N802
-                self._handle("PATCH")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.serve(Handler)
 
     def render_endpoint(self, path, name):
         endpoint = self.profiles[path]["endpoints"][name]
@@ -117,11 +96,3 @@ class FakeTrafficManager(object):
 
     def writes(self):
         return [r for r in self.requests if r[0] == "PATCH"]
-
-    def start(self):
-        self.thread.start()
-        return self
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()

@@ -22,9 +22,9 @@ __metaclass__ = type
 import copy
 import ipaddress
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlparse
+
+from fakes.base import FakeApi, JsonHandler
 
 GENERATED = ("kind", "signatureRrdatas")
 
@@ -44,29 +44,15 @@ def comparable(rrset):
     return out
 
 
-class FakeCloudDNS(object):
+class FakeCloudDNS(FakeApi):
     def __init__(self, port, token="gcp-dns-token"):
-        self.token = token
+        super(FakeCloudDNS, self).__init__(port, token)
         self.zones = {}
         self.changes = {}
-        self.requests = []
         self.bodies = []
-        self.lock = threading.Lock()
-        self.url = "http://127.0.0.1:%d" % port
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _send(self, code, body):
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def _error(self, code, reason, message):
                 self._send(code, {"error": {"code": code, "message": message,
                                             "errors": [{"domain": "global", "reason": reason, "message": message}]}})
@@ -150,14 +136,7 @@ class FakeCloudDNS(object):
                         return self._send(200, out)
                 return self._error(405, "methodNotAllowed", method)
 
-            def do_GET(self):  # noqa: N802
-                self._handle("GET")
-
-            def do_POST(self):  # noqa: N802
-                self._handle("POST")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.serve(Handler)
 
     def add_zone(self, project, zone, dns_name):
         self.zones[(project, zone)] = {"dnsName": dns_name, "rrsets": {}}
@@ -170,11 +149,3 @@ class FakeCloudDNS(object):
 
     def writes(self):
         return [r for r in self.requests if r[0] == "POST"]
-
-    def start(self):
-        self.thread.start()
-        return self
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()

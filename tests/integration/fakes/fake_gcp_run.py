@@ -14,34 +14,21 @@ __metaclass__ = type
 
 import copy
 import json
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
+from fakes.base import FakeApi, JsonHandler
 
-class FakeCloudRun(object):
+
+class FakeCloudRun(FakeApi):
     def __init__(self, port, token="gcp-token"):
-        self.token = token
+        super(FakeCloudRun, self).__init__(port, token)
         self.services = {}
         self.revisions = {}
         self.operations = {}
-        self.requests = []
-        self.lock = threading.Lock()
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _send(self, code, body):
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def _error(self, code, message):
                 self._send(code, {"error": {"code": code, "message": message}})
 
@@ -82,24 +69,8 @@ class FakeCloudRun(object):
                         return self._send(200, {"name": name, "done": False})
                 return self._error(405, method)
 
-            def do_GET(self):  # noqa: N802
-                self._handle("GET")
-
-            def do_PATCH(self):  # noqa: N802
-                self._handle("PATCH")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.url = "http://127.0.0.1:%d" % port
+        self.serve(Handler)
 
     def add_service(self, path, revisions, traffic):
         self.services[path] = {"name": path, "traffic": copy.deepcopy(traffic), "latestReadyRevision": "%s/revisions/%s" % (path, revisions[-1])}
         self.revisions[path] = list(revisions)
-
-    def start(self):
-        self.thread.start()
-        return self
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()

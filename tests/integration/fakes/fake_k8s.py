@@ -14,40 +14,22 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from fakes.base import FakeApi, JsonHandler
 
 
 def status(code, reason, message):
     return {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "message": message, "code": code}
 
 
-class FakeK8s(object):
+class FakeK8s(FakeApi):
     def __init__(self, port, token="fake-token"):
-        self.token = token
+        super(FakeK8s, self).__init__(port, token)
         self.store = {}
-        self.requests = []
         self.version = 100
-        self.lock = threading.Lock()
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # quiet
-                pass
-
-            def _send(self, code, body):
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _body(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                return json.loads(self.rfile.read(length).decode() or "{}")
-
+        class Handler(JsonHandler):
             def _handle(self, method):
                 path = self.path.split("?")[0]
                 fake.requests.append((method, path))
@@ -74,18 +56,7 @@ class FakeK8s(object):
                         return self._send(200, fake.put(path, body))
                 return self._send(405, status(405, "MethodNotAllowed", method))
 
-            def do_GET(self):  # noqa: N802
-                self._handle("GET")
-
-            def do_PUT(self):  # noqa: N802
-                self._handle("PUT")
-
-            def do_POST(self):  # noqa: N802
-                self._handle("POST")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.url = "http://127.0.0.1:%d" % port
+        self.serve(Handler)
 
     def put(self, path, obj):
         self.version += 1
@@ -93,11 +64,3 @@ class FakeK8s(object):
         obj.setdefault("metadata", {})["resourceVersion"] = str(self.version)
         self.store[path] = obj
         return obj
-
-    def start(self):
-        self.thread.start()
-        return self
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
