@@ -17,6 +17,7 @@ import datetime
 import json
 import re
 
+from ansible_collections.resilience.dr.plugins.module_utils import _aws
 from ansible_collections.resilience.dr.plugins.module_utils import _deps
 from ansible_collections.resilience.dr.plugins.module_utils._errors import (
     DRError,
@@ -37,8 +38,6 @@ from ansible_collections.resilience.dr.plugins.module_utils._record_common impor
 from ansible_collections.resilience.dr.plugins.module_utils import _time
 
 with _deps.declare("boto3", pip="boto3"):
-    import boto3
-    import botocore.config
     import botocore.exceptions
 
 _KEY = re.compile(r"^(?P<id>[^/]+)/(?P<seq>\d{6})-(?P<status>[a-z]+)\.json$")
@@ -86,17 +85,7 @@ class S3RecordProvider(RecordProvider):
         _deps.require("boto3")
         p = self.params
         try:
-            session = boto3.session.Session(profile_name=p.get("aws_profile")) if p.get("aws_profile") else boto3.session.Session()
-            self.client = session.client(
-                "s3",
-                region_name=p.get("aws_region"),
-                endpoint_url=p.get("aws_endpoint_url"),
-                aws_access_key_id=p.get("aws_access_key_id"),
-                aws_secret_access_key=p.get("aws_secret_access_key"),
-                aws_session_token=p.get("aws_session_token"),
-                verify=p.get("aws_validate_certs"),
-                config=botocore.config.Config(retries={"max_attempts": 3, "mode": "standard"}),
-            )
+            self.client = _aws.client(p, "s3", "rollback_record")
             self.client.head_bucket(Bucket=self.bucket)
         except botocore.exceptions.BotoCoreError as exc:
             raise self._error(exc, "HeadBucket")
