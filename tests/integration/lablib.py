@@ -384,7 +384,7 @@ def snapshot(lab):
     out["wal_archive"] = _listing(info["wal_archive"])
     skip = {"pg", "wal_archive", "pgbackrest", "log", "backups"}
     out["tree"] = sorted(
-        [top for top in os.listdir(root)]
+        os.listdir(root)
         + [os.path.join(top, sub) for top in os.listdir(root) if top not in skip and os.path.isdir(os.path.join(root, top))
            for sub in os.listdir(os.path.join(root, top))])
     return out
