@@ -2,7 +2,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Point-in-time restore benchmark: pg_pitr_restore against a floor and ``pgbackrest restore``.
 
-One private lab (port block 26200). On its primary: ``pgbench -i -s 70`` (>= 1 GB), then a
+One private lab (ports 26200+: the lab refuses ports above 32767, Linux's ephemeral range; the restored
+clusters run on 34400-34404). On its primary: ``pgbench -i -s 70`` (>= 1 GB), then a
 fresh ``pg_basebackup`` AND a pgBackRest full backup, then ``pgbench -T 20`` of WAL, then the
 target instant, one more row after it, and a WAL switch (both archives get everything).
 Then, in the same run and interleaved (run 1 of every variant, run 2 of every variant...),
@@ -19,8 +20,10 @@ each variant restores to that instant, median of ``--runs`` (3):
                     ``pg_ctl start`` with the port/socket on the command line and the same poll
                     (replay fetches WAL with ``pgbackrest archive-get``, as pgBackRest writes it).
 ``native``          ``ansible localhost -m resilience.dr.pg_pitr_restore engine=native``: the whole
-                    ansible process (start-up, backup choice, WAL check, copy, replay to a pause,
-                    proof, promote, restart with normal settings, marker).
+                    ansible process (start-up, backup choice, WAL check, copy (one file per CPU,
+                    each flushed as it is done), replay that promotes at the target, proof,
+                    restart with normal settings, marker). ``module only`` is the module's own
+                    ``seconds`` (without Ansible's start-up).
 ``pgbackrest``      the same with ``engine=pgbackrest``.
 
 Every figure is wall time from the start of the copy/command to a promoted, writable cluster
@@ -61,8 +64,10 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 from lablib import Lab, run_module, wait_until  # noqa: E402  pylint: disable=wrong-import-position
 
 NAME = "bench-restore"
+#: the lab role refuses ports above 32767 (ephemeral range), so the lab keeps its block; what this bench
+#: starts itself (the restored clusters) runs in 34400-34404
 PORT_BASE = 26200
-PORTS = {"floor": 26520, "floor_tuned": 26521, "pgbackrest_cmd": 26522, "native": 26523, "pgbackrest": 26524}
+PORTS = {"floor": 34400, "floor_tuned": 34401, "pgbackrest_cmd": 34402, "native": 34403, "pgbackrest": 34404}
 VARIANTS = ("floor", "floor_tuned", "pgbackrest_cmd", "native", "pgbackrest")
 #: the module's default replay settings (plugins/module_utils/_pitr_common.py), for floor_tuned
 TUNED = {"recovery_prefetch": "on", "maintenance_io_concurrency": "64", "wal_decode_buffer_size": "2MB",
