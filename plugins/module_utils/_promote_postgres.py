@@ -431,8 +431,9 @@ class PostgresPromote(Provider):
 
     # -- steps ------------------------------------------------------------------------------
     def _pg_ctl_argv(self):
-        argv = [self.pg_ctl or "pg_ctl", "stop", "-D", self.params.get("primary_data_dir") or "", "-m", "fast",
-                "-w", "-t", str(int(max(1, self.fence_timeout)))]
+        # -W: pg_ctl only signals; _fence_stop waits for the postmaster itself, polling every 5 ms
+        # (pg_ctl -w polls every 100 ms, and clients cannot write while it waits)
+        argv = [self.pg_ctl or "pg_ctl", "stop", "-D", self.params.get("primary_data_dir") or "", "-m", "fast", "-W"]
         user = self.params.get("primary_os_user")
         if user and hasattr(os, "geteuid") and os.geteuid() == 0 and user != "root":
             argv = ["runuser", "-u", user, "--"] + argv
@@ -476,7 +477,8 @@ class PostgresPromote(Provider):
         rc, out, err = self.run_pg_ctl(self._pg_ctl_argv())
         if rc != 0:
             raise DRError(APPLY_FAILED, "pg_ctl stop of the old primary failed (rc=%s): %s" % (rc, (err or out).strip()))
-        result = {"pg_ctl": (out or "").strip().splitlines()[-1:]}
+        waited = self._wait_postmaster_gone()
+        result = {"pg_ctl": (out or "").strip().splitlines()[-1:], "stop_seconds": waited}
         checkpoint = self._shutdown_checkpoint()
         if checkpoint is not None:
             # everything committed on the old primary lies before its shutdown checkpoint
@@ -486,6 +488,19 @@ class PostgresPromote(Provider):
             result["shutdown_checkpoint_lsn"] = checkpoint
         result["last_lsn"] = self.primary_last_lsn
         return result
+
+    def _wait_postmaster_gone(self):
+        """Wait until the old primary's postmaster has exited (as pg_ctl -w does: its
+        postmaster.pid is gone, or names a dead process); return the seconds waited. A pid file
+        that exists but cannot be read counts as running."""
+        pid_file = os.path.join(self.params.get("primary_data_dir") or "", "postmaster.pid")
+        start = time.monotonic()
+        while os.path.exists(pid_file) and self._postmaster_alive() is not False:
+            if time.monotonic() - start > self.fence_timeout:
+                raise DRError(APPLY_FAILED, "pg_ctl stop of the old primary failed: its postmaster was still running "
+                              "after fence_timeout %s; check its log." % self.params["fence_timeout"])
+            time.sleep(0.005)
+        return round(time.monotonic() - start, 3)
 
     def _shutdown_checkpoint(self):
         """Latest checkpoint location of the stopped old primary, or None."""
@@ -529,7 +544,7 @@ class PostgresPromote(Provider):
                 raise DRError(TIMEOUT, "The replica did not replay up to %s (%s) within replay_timeout %s; it is at %s."
                               % (_pg.int_to_lsn(goal), goal_source, self.params["replay_timeout"], pos["replay_lsn"]),
                               details={"wait_for_replay": self.wait_result})
-            time.sleep(0.02)
+            time.sleep(0.005)
 
     def _promote(self):
         pos = self.replica.replay_position()
@@ -555,7 +570,8 @@ class PostgresPromote(Provider):
             if time.monotonic() - start > self.promote_timeout:
                 raise DRError(TIMEOUT, "The replica was asked to promote but was still in recovery after "
                               "promote_timeout %s; check its log." % self.params["promote_timeout"])
-            time.sleep(0.01)
+            # pg_promote(wait => true) would poll every 100 ms inside the server: poll here instead
+            time.sleep(0.005)
         return {"promote_seconds": round(time.monotonic() - start, 3)}
 
     def _verify_write(self):

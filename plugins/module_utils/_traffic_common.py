@@ -18,11 +18,7 @@ __metaclass__ = type
 
 import re
 import socket
-import ssl
 import time
-
-from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
-from ansible.module_utils.six.moves.urllib.request import Request, build_opener, HTTPSHandler, HTTPHandler
 
 from ansible_collections.resilience.dr.plugins.module_utils._errors import (
     DRError,
@@ -145,6 +141,12 @@ def undo_args(params, routing, context_options):
 
 # -- verify --------------------------------------------------------------------------------
 def _check_http(conf, timeout):
+    # imported here: urllib.request pulls in ssl, http.client and email (tens of milliseconds at
+    # every module start), and only the HTTP verify needs them
+    import ssl  # pylint: disable=import-outside-toplevel
+    from urllib.error import HTTPError, URLError  # pylint: disable=import-outside-toplevel
+    from urllib.request import Request, build_opener, HTTPSHandler, HTTPHandler  # pylint: disable=import-outside-toplevel
+
     url = conf["url"]
     handlers = [HTTPHandler()]
     if url.lower().startswith("https") and not conf.get("validate_certs", True):
