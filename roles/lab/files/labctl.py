@@ -189,8 +189,11 @@ def pg_conf(lab, node, role, sync=False):
         "hot_standby = on",
         "hot_standby_feedback = on",
         "archive_mode = on",
-        "archive_command = '%s %%p %%f && pgbackrest --config=%s --stanza=%s archive-push %%p'" % (
-            os.path.join(lab["root"], "bin", "archive-wal"), lab["pgbackrest"]["config"], lab["pgbackrest"]["stanza"]),
+        # --pg1-path: this node's own data dir, so that archiving still works once the replica is
+        # promoted (pgBackRest refuses a working directory other than pg1-path)
+        "archive_command = '%s %%p %%f && pgbackrest --config=%s --stanza=%s --pg1-path=%s archive-push %%p'" % (
+            os.path.join(lab["root"], "bin", "archive-wal"), lab["pgbackrest"]["config"], lab["pgbackrest"]["stanza"],
+            node["data_dir"]),
         "archive_timeout = '60s'",
         "wal_retrieve_retry_interval = '200ms'",
         "logging_collector = off",
