@@ -41,19 +41,45 @@ def lab():
     instance.down()
 
 
-def test_failover(lab):
+def after_switch_vars(lab, httpserver):
+    """Clients' settings file, a CDN purge, an HTTP health gate and a webhook notification."""
+    return {
+        "db_failover_client_settings_file": os.path.join(lab.root, "clients", "db.env"),
+        "db_failover_cdn_purge": [{"name": "edge-cache", "url": httpserver.url_for("/purge"), "body": {"purge_everything": True},
+                                   "headers": {"Authorization": "Bearer cdn-secret-token"}}],
+        "health_gate_http_checks": [{"url": "http://127.0.0.1:%d/" % (PORT_BASE + 80), "contains": "blue"}],
+        "health_gate_retries": 2,
+        "health_gate_delay": 1,
+        "notify_webhook_url": httpserver.url_for("/hook"),
+    }
+
+
+def test_failover(lab, httpserver):
+    httpserver.expect_request("/purge", method="POST").respond_with_data("ok")
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    clients = os.path.join(lab.root, "clients", "db.env")
+    os.makedirs(os.path.dirname(clients), exist_ok=True)
+    old_settings = "PGHOST=127.0.0.1\nPGPORT=%d\n" % lab.info["primary"]["port"]
+    with open(clients, "w") as handle:
+        handle.write(old_settings)
+    extra = dict(lab_vars(), **after_switch_vars(lab, httpserver))
     lab.sql("insert into events (payload) select 'before-failover-' || g from generate_series(1, 50) g")
     committed = lab.sql("select count(*) from events")[0][0]
     records = os.path.join(lab.root, "records", "dr-records.jsonl")
     state_before = (timelines(lab), lab.servers_state("pg")["primary"]["srv_admin_state"])
 
-    dry = run_playbook("playbooks/failover.yml", lab_vars(), check=True)
+    dry = run_playbook("playbooks/failover.yml", extra, check=True)
     assert dry.returncode == 0, dry.stdout[-4000:]
     assert "DRY RUN (check mode), nothing changed" in dry.stdout
     assert (timelines(lab), lab.servers_state("pg")["primary"]["srv_admin_state"]) == state_before
     assert not os.path.exists(records), "check mode wrote a record"
+    # the after-switch steps only planned: clients' file as it was, no purge, no notification sent
+    with open(clients) as handle:
+        assert handle.read() == old_settings
+    assert [r.path for r, _ in httpserver.log] == []
+    assert "would purge: edge-cache" in dry.stdout
 
-    real = run_playbook("playbooks/failover.yml", lab_vars())
+    real = run_playbook("playbooks/failover.yml", extra)
     assert real.returncode == 0, real.stdout[-4000:]
     # the promoted replica has every row committed before, and the proof write
     assert lab.in_recovery("replica") is False
@@ -75,9 +101,26 @@ def test_failover(lab):
     assert lines[1]["rto_seconds"] > 0
     assert lines[1]["details"]["data_loss_bytes"] == 0
     assert "RTO (start to first write through HAProxy)" in real.stdout
+    # clients' settings now name the promoted server; the old file is kept as a backup beside it
+    with open(clients) as handle:
+        assert "PGPORT=%d\n" % lab.info["replica"]["port"] in handle.read()
+    backups = [f for f in os.listdir(os.path.dirname(clients)) if f.startswith("db.env.") and f != "db.env"]
+    assert len(backups) == 1
+    with open(os.path.join(os.path.dirname(clients), backups[0])) as handle:
+        assert handle.read() == old_settings
+    assert lines[1]["details"]["client_settings_file"] == clients
+    assert lines[1]["details"]["cdn_purged"] == ["edge-cache"]
+    # the CDN purge and the webhook were called once each, after the switch
+    calls = [(r.path, r.get_json()) for r, _ in httpserver.log]
+    assert [c[0] for c in calls] == ["/purge", "/hook"]
+    assert calls[0][1] == {"purge_everything": True}
+    assert "Failover failover-" in calls[1][1]["message"] and calls[1][1]["status"] == "completed"
+    assert "cdn-secret-token" not in real.stdout
 
-    again = run_playbook("playbooks/failover.yml", lab_vars())
+    again = run_playbook("playbooks/failover.yml", extra)
     assert again.returncode == 0, again.stdout[-4000:]
     assert "promoted 127.0.0.1:%d/appdb: False" % lab.info["replica"]["port"] in again.stdout
+    # the clients' file already holds these settings: left alone, no second backup
+    assert len([f for f in os.listdir(os.path.dirname(clients)) if f.startswith("db.env.")]) == 1
     lab.sql("checkpoint", node="replica")  # pg_control's timeline moves at the first checkpoint after promotion
     assert lab.sql("select timeline_id from pg_control_checkpoint()", node="replica")[0][0] == 2
