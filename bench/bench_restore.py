@@ -403,8 +403,11 @@ def main():
         if args.reuse and os.path.exists(saved):
             with open(saved) as handle:
                 data = json.load(handle)
+            args.scale = data.get("scale", args.scale)
+            args.pgbench_seconds = data.get("pgbench_seconds", args.pgbench_seconds)
         else:
             data = bench.build()
+            data.update(scale=args.scale, pgbench_seconds=args.pgbench_seconds)
             with open(saved, "w") as handle:
                 json.dump(data, handle)
         log("data: %s" % json.dumps(data))
