@@ -22,9 +22,14 @@ description:
     (O(existing=fail)) or renamed to C(<data_dir>.moved-<UTC time>) (O(existing=move_aside));
     nothing is ever deleted, except the contents of a half-finished restore this module
     made itself (recognised by its marker file).
-  - Recovery first pauses at the target. The module then PROVES the target was reached from
-    server facts (the C(recovery stopping) record of the server log, C(pg_last_xact_replay_timestamp)
-    and C(pg_last_wal_replay_lsn) while paused) and only then promotes (O(target_action=promote)).
+  - The module PROVES the target was reached from server facts (the C(recovery stopping) record
+    of the server log, C(pg_last_xact_replay_timestamp) and C(pg_last_wal_replay_lsn)).
+    With O(target_action=promote) on PostgreSQL 14 and later, recovery promotes at the target
+    itself (C(recovery_target_action=promote)), since PostgreSQL refuses to promote when WAL ends
+    before the target (FATAL C(recovery ended before configured recovery target was reached)); the proof
+    runs right after, and a cluster that fails it is stopped. With O(target_action=pause) or
+    O(target_action=shutdown), and before PostgreSQL 14, recovery pauses at the target, the proof
+    is read while paused, and only then does the module promote (O(target_action=promote)).
     WAL that runs out before the target is C(TARGET_NOT_REACHED) and the cluster is not promoted.
   - Before starting, the WAL archive is checked for every segment from the backup's start to
     the target; a missing segment is an error naming it. Check mode reports the backup it
@@ -411,7 +416,8 @@ proof:
   description:
     - Where recovery stopped, from server facts - C(stop_record) (the server log's
       C(recovery stopping ...) line), C(stop_record_time), C(last_replayed_commit) and
-      C(last_replay_lsn) read while paused, C(reached), C(promoted), C(replay_seconds).
+      C(last_replay_lsn) read once recovery stopped, C(reached), C(promoted), C(replay_seconds),
+      and C(promoted_by=recovery_target_action) when PostgreSQL promoted at the target itself.
   returned: after a restore, or when already restored
   type: dict
 moved_to:
