@@ -598,6 +598,7 @@ def _copy_file(src, dest, owner):
         info = os.fstat(fin.fileno())
         fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IMODE(info.st_mode))
         try:
+            os.fchmod(fd, stat.S_IMODE(info.st_mode))  # the mode itself, whatever the umask (as cp -a)
             if owner is not None:
                 os.fchown(fd, owner[0], owner[1])
             left = info.st_size
@@ -658,6 +659,7 @@ def copy_tree(src, dest, os_user=None, workers=None, sync=True, skip=()):
                         os.lchown(target, owner[0], owner[1])
                     continue
                 os.mkdir(target, stat.S_IMODE(os.stat(path).st_mode))
+                os.chmod(target, stat.S_IMODE(os.stat(path).st_mode))  # not reduced by the umask
                 if owner is not None:
                     os.chown(target, owner[0], owner[1])
             for name in names:
