@@ -34,6 +34,7 @@ from ansible_collections.resilience.dr.plugins.module_utils._errors import (
     INVALID_ARGUMENT,
     NOT_FOUND,
 )
+from ansible_collections.resilience.dr.plugins.module_utils import _pg_backups
 from ansible_collections.resilience.dr.plugins.module_utils import _time
 from ansible_collections.resilience.dr.plugins.module_utils import _verify_wal as wal
 from ansible_collections.resilience.dr.plugins.module_utils._verify_common import (
@@ -459,7 +460,8 @@ class NativeVerify(VerifyProvider):
     def copy_backup(self, instance):
         backup = self.backup
         if backup["format"] == "plain":
-            shutil.copytree(backup["path"], instance.data, symlinks=True)
+            os.mkdir(instance.data, 0o700)
+            _pg_backups.copy_tree(backup["path"], instance.data, sync=False)
             return
         os.mkdir(instance.data)
         _safe_extract(os.path.join(backup["path"], backup["base_tar"]), instance.data)

@@ -76,7 +76,7 @@ def test_failover(lab, httpserver):
     # the after-switch steps only planned: clients' file as it was, no purge, no notification sent
     with open(clients) as handle:
         assert handle.read() == old_settings
-    assert [r.path for r, _ in httpserver.log] == []
+    assert [entry[0].path for entry in httpserver.log] == []
     assert "would purge: edge-cache" in dry.stdout
 
     real = run_playbook("playbooks/failover.yml", extra)
@@ -111,7 +111,7 @@ def test_failover(lab, httpserver):
     assert lines[1]["details"]["client_settings_file"] == clients
     assert lines[1]["details"]["cdn_purged"] == ["edge-cache"]
     # the CDN purge and the webhook were called once each, after the switch
-    calls = [(r.path, r.get_json()) for r, _ in httpserver.log]
+    calls = [(entry[0].path, entry[0].get_json()) for entry in httpserver.log]
     assert [c[0] for c in calls] == ["/purge", "/hook"]
     assert calls[0][1] == {"purge_everything": True}
     assert "Failover failover-" in calls[1][1]["message"] and calls[1][1]["status"] == "completed"
