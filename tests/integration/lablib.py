@@ -22,6 +22,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -135,6 +136,9 @@ class Lab(object):
             return cls(json.load(handle))
 
     def down(self):
+        """Stop any restored cluster a test left running under <root>/restores, then remove the lab."""
+        for data_dir in glob.glob(os.path.join(self.root, "restores", "*")):
+            stop_pg(self, data_dir)
         proc = run_playbook("playbooks/lab.yml", {
             "lab_state": "absent", "lab_name": self.info["name"], "lab_root": self.root,
             "lab_port_base": self.info["port_base"],
@@ -307,6 +311,33 @@ def _sha256(path):
 
 def _listing(path):
     return sorted(os.listdir(path)) if os.path.isdir(path) else None
+
+
+def stop_pg(lab, data_dir):
+    """pg_ctl stop -m immediate of a cluster a test started (a restore) when its pid file is there."""
+    if os.path.exists(os.path.join(data_dir, "postmaster.pid")):
+        subprocess.run(["runuser", "-u", lab.info["os_user"], "--", os.path.join(lab.info["pg_bin"], "pg_ctl"), "-D", data_dir,
+                        "-m", "immediate", "-w", "stop"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
+
+
+def records(lab):
+    """The lab's rollback_record file (the runbooks' records), as a list of dicts; [] when absent."""
+    path = os.path.join(lab.root, "records", "dr-records.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path) as handle:
+        return [json.loads(line) for line in handle]
+
+
+def web(lab):
+    """HAProxy's web backend: {server: True when it takes traffic (not in maintenance or drain)}."""
+    state = lab.servers_state("web")
+    return {name: int(row["srv_admin_state"]) & 0x23 == 0 for name, row in state.items()}
+
+
+def captures(lab):
+    """capture_state's folders in the lab, oldest first."""
+    return sorted(glob.glob(os.path.join(lab.root, "rollback_state", "rollback_state_*")))
 
 
 def haproxy_state(lab, backend):

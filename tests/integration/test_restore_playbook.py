@@ -11,14 +11,13 @@ __metaclass__ = type
 
 import datetime
 import glob
-import json
 import os
 import subprocess
 import time
 
 import pytest
 
-from lablib import Lab, haproxy_state, run_playbook, wait_until
+from lablib import Lab, haproxy_state, records, run_playbook, stop_pg, wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -32,12 +31,6 @@ def play_vars(lab, **extra):
     out = {"lab_name": NAME, "lab_port_base": PORT_BASE, "lab_root": lab.root}
     out.update(extra)
     return out
-
-
-def stop_pg(lab, data_dir):
-    if os.path.exists(os.path.join(data_dir, "postmaster.pid")):
-        subprocess.run(["runuser", "-u", lab.info["os_user"], "--", os.path.join(lab.info["pg_bin"], "pg_ctl"), "-D", data_dir,
-                        "-m", "immediate", "-w", "stop"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
 
 
 def maint(lab, server):
@@ -55,8 +48,6 @@ def _in_pgbackrest(lab, segment):
 def lab():
     instance = Lab.up(NAME, port_base=PORT_BASE)
     yield instance
-    for data_dir in glob.glob(os.path.join(instance.root, "restores", "*")):
-        stop_pg(instance, data_dir)
     instance.down()
 
 
@@ -83,14 +74,6 @@ def expected_ids(lab, moment):
 
 def restored_ids(lab, port):
     return [r[0] for r in lab.sql("select id from events order by id", node=str(port))]
-
-
-def records(lab):
-    path = os.path.join(lab.root, "records", "dr-records.jsonl")
-    if not os.path.exists(path):
-        return []
-    with open(path) as handle:
-        return [json.loads(line) for line in handle]
 
 
 @pytest.mark.parametrize("confirm, check", [("some-other-cluster", False), ("", False), ("default", True)])
