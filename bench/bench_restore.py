@@ -24,7 +24,10 @@ each variant restores to that instant, median of ``--runs`` (3):
                     each flushed as it is done), replay that promotes at the target, proof,
                     restart with normal settings, marker). ``module only`` is the module's own
                     ``seconds`` (without Ansible's start-up).
-``pgbackrest``      the same with ``engine=pgbackrest``.
+``pgbackrest``      the same with ``engine=pgbackrest`` (its replay fetches WAL with pgBackRest's
+                    asynchronous archive-get: one background process prefetches the next segments
+                    into a private spool; ``pgbackrest_cmd`` keeps the restore_command pgBackRest
+                    writes, one ``archive-get`` per segment, as ``pgbackrest restore`` leaves it).
 
 Every figure is wall time from the start of the copy/command to a promoted, writable cluster
 (for the module: to the end of the ansible process, cluster running with its normal

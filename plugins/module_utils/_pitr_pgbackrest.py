@@ -14,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import shutil
 import time
 
 from ansible.module_utils.six.moves import configparser
@@ -138,6 +139,51 @@ class PgBackRestRestore(DataDirRestore):
         _pg_backups.chown_tree(self.data_dir, self.os_user)
         return {"argv": argv, "seconds": round(time.monotonic() - started, 3)}
 
+    def spool_dir(self):
+        """A private spool (and lock) folder for this restore's asynchronous archive-get, beside
+        the data directory: nothing from another restore or from the archive-push of a cluster
+        on this host can be found in it, and its lock never waits on theirs."""
+        parent, base = os.path.split(os.path.normpath(self.data_dir))
+        return os.path.join(parent, ".%s.pgbackrest-spool" % base)
+
+    def restore_command(self):
+        """pgBackRest's own ``archive-get`` with ``--archive-async``: the first call starts one
+        background process that fetches and decompresses the next segments (up to
+        ``archive-get-queue-max``, 128 MB by default, ``process-max`` at a time) into the spool
+        while PostgreSQL replays, instead of one process per segment in turn."""
+        argv = [self.binary]
+        if self.config:
+            argv.append("--config=%s" % self.config)
+        spool = self.spool_dir()
+        # pg1-path: archive-get checks that it is PostgreSQL's working directory
+        argv += ["--pg1-path=%s" % self.data_dir, "--stanza=%s" % self.stanza, "--archive-async",
+                 "--process-max=%d" % max(1, min(8, os.cpu_count() or 1)), "--spool-path=%s" % spool,
+                 "--lock-path=%s" % os.path.join(spool, "lock"), "archive-get", "%f", '"%p"']
+        return " ".join(_shell_word(a) if a != '"%p"' else a for a in argv)
+
     def recovery_settings(self, target):
-        # pgBackRest wrote restore_command and the recovery targets into postgresql.auto.conf
-        return {}
+        # pgBackRest wrote the recovery targets into postgresql.auto.conf; the managed block
+        # written after it replaces its restore_command with the asynchronous one
+        return {"restore_command": self.restore_command()}
+
+    def _write_recovery(self):
+        # an empty spool for each replay: nothing left by an interrupted run is reused
+        spool = self.spool_dir()
+        shutil.rmtree(spool, ignore_errors=True)
+        os.makedirs(spool, 0o700)
+        _pg_backups.chown_tree(spool, self.os_user)
+        return super(PgBackRestRestore, self)._write_recovery()
+
+    def _hand_over(self):
+        out = super(PgBackRestRestore, self)._hand_over()
+        if self.target["action"] == "promote":
+            # promoted: restore_command is no longer used, its spool goes
+            shutil.rmtree(self.spool_dir(), ignore_errors=True)
+        return out
+
+
+def _shell_word(text):
+    """Quote for the shell that runs restore_command (plain words stay as they are)."""
+    if text and all(c.isalnum() or c in "-_=./:%,+@" for c in text):
+        return text
+    return "'%s'" % text.replace("'", "'\\''")
