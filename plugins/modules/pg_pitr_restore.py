@@ -53,7 +53,9 @@ options:
       - V(native) - C(pg_basebackup) outputs (plain or tar, with C(backup_manifest)) in
         O(backup_dir), WAL segments in O(wal_archive).
       - V(pgbackrest) - a pgBackRest stanza; the backup set is chosen by this module and
-        passed to C(pgbackrest restore --set).
+        passed to C(pgbackrest restore --set). Replay fetches WAL with C(archive-get --archive-async)
+        through a private spool folder beside O(data_dir) (C(.<name>.pgbackrest-spool)), removed
+        once the cluster is promoted.
       - V(barman) - a Barman server (O(barman_server) in O(barman_config)); the backup is
         chosen by this module and passed by id to C(barman recover) with the target options.
       - V(aws_rds) - C(RestoreDBInstanceToPointInTime) of an RDS instance into a new one.

@@ -408,3 +408,15 @@ def test_unfinished_backups_are_never_chosen(tmp_path):
     found = pb.list_native_backups(root, wal_archive=archive)
     assert sorted(b["id"] for b in found) == ["b1", "b3"]  # the .partial folder is skipped
     assert pb.choose_backup(found)["id"] == "b1"
+
+
+def test_pgbackrest_restore_command_is_async_with_a_private_spool(monkeypatch):
+    import shlex
+    provider = _pgbackrest_provider(monkeypatch, data_dir="/srv/it's here", target_time="2026-01-15T12:00:00Z")
+    command = provider.restore_command()
+    words = shlex.split(command.replace('"%p"', "PATH"))
+    spool = "/srv/.it's here.pgbackrest-spool"
+    assert words[0] == "pgbackrest" and words[-3:] == ["archive-get", "%f", "PATH"]
+    assert "--archive-async" in words and "--pg1-path=/srv/it's here" in words and "--stanza=lab" in words
+    assert "--spool-path=%s" % spool in words and "--lock-path=%s/lock" % spool in words
+    assert provider.spool_dir() == spool
