@@ -313,6 +313,30 @@ def _listing(path):
     return sorted(os.listdir(path)) if os.path.isdir(path) else None
 
 
+# A green release through HAProxy's web backend, recorded as a switch with its way back (the
+# undo rollback.yml level traffic reads); the rollback tests add their own tasks after it.
+GREEN_RELEASE = """---
+- name: Green release v2, recorded with its way back
+  hosts: load_balancers
+  gather_facts: false
+  tasks:
+    - name: Send the web traffic to green
+      resilience.dr.traffic_switch:
+        provider: haproxy
+        haproxy_socket: "{{ dr_haproxy_socket }}"
+        haproxy_backend: "{{ dr_haproxy_http_backend }}"
+        active: green
+      register: release
+    - name: Record the switch
+      resilience.dr.rollback_record:
+        path: "{{ dr_records_file }}"
+        kind: switch
+        status: completed
+        reason: release v2
+        undo: "{{ release.undo }}"
+"""
+
+
 def stop_pg(lab, data_dir):
     """pg_ctl stop -m immediate of a cluster a test started (a restore) when its pid file is there."""
     if os.path.exists(os.path.join(data_dir, "postmaster.pid")):

@@ -18,11 +18,12 @@ import os
 import re
 import subprocess
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
 
 import lablib
+from fakes.base import JsonHandler
 
 MODULE = "resilience.dr.pg_pitr_restore"
 PORT = 22610
@@ -76,25 +77,8 @@ class State(object):
         self.lock = threading.Lock()
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(JsonHandler):
     state = None
-
-    def log_message(self, *args):  # quiet
-        pass
-
-    def _send(self, code, body=None, headers=None):
-        data = json.dumps(body if body is not None else {}).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _body(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        return json.loads(self.rfile.read(length) or b"{}")
 
     def _route(self, method):
         st = self.state

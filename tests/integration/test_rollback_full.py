@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from lablib import Lab, captures, records, run_playbook, wait_until, web
+from lablib import GREEN_RELEASE as RELEASE_V2, Lab, captures, records, run_playbook, wait_until, web
 
 pytestmark = pytest.mark.lab
 
@@ -27,26 +27,7 @@ PORT_BASE = 11000
 NAME = "rollback-full"
 RESTORE_PORT = PORT_BASE + 50
 
-GREEN_RELEASE = """---
-- name: Green release v2, recorded with its way back
-  hosts: load_balancers
-  gather_facts: false
-  tasks:
-    - name: Send the web traffic to green
-      resilience.dr.traffic_switch:
-        provider: haproxy
-        haproxy_socket: "{{ dr_haproxy_socket }}"
-        haproxy_backend: "{{ dr_haproxy_http_backend }}"
-        active: green
-      register: release
-    - name: Record the switch
-      resilience.dr.rollback_record:
-        path: "{{ dr_records_file }}"
-        kind: switch
-        status: completed
-        reason: release v2
-        undo: "{{ release.undo }}"
-    - name: Keep the app version that runs now as the previous one
+GREEN_RELEASE = RELEASE_V2 + """    - name: Keep the app version that runs now as the previous one
       ansible.builtin.copy:
         content: releases/v1
         dest: "{{ app_dir }}/previous"

@@ -16,33 +16,12 @@ import time
 
 import pytest
 
-from lablib import Lab, captures, records, run_playbook, wait_until, web
+from lablib import GREEN_RELEASE, Lab, captures, records, run_playbook, wait_until, web
 
 pytestmark = pytest.mark.lab
 
 PORT_BASE = 29400
 NAME = "rollback-pb"
-
-GREEN_RELEASE = """---
-- name: Green release, recorded with its way back
-  hosts: load_balancers
-  gather_facts: false
-  tasks:
-    - name: Send the web traffic to green
-      resilience.dr.traffic_switch:
-        provider: haproxy
-        haproxy_socket: "{{ dr_haproxy_socket }}"
-        haproxy_backend: "{{ dr_haproxy_http_backend }}"
-        active: green
-      register: release
-    - name: Record the switch
-      resilience.dr.rollback_record:
-        path: "{{ dr_records_file }}"
-        kind: switch
-        status: completed
-        reason: release v2
-        undo: "{{ release.undo }}"
-"""
 
 
 def lab_vars(**extra):
