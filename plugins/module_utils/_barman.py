@@ -162,21 +162,8 @@ def describe_backup(show, server_info=None):
 
 
 def scan_wals(wals_dir):
-    """Barman's WAL store: ``segments`` {name: path}, ``mtimes`` {name: mtime},
-    ``histories`` {timeline: parsed history}, ``newest`` (name or None)."""
-    segments, mtimes, histories = {}, {}, {}
-    if wals_dir and os.path.isdir(wals_dir):
-        for root, _dirs, files in os.walk(wals_dir):
-            for name in files:
-                kind, value = wal.classify(name)
-                full = os.path.join(root, name)
-                if kind == "segment":
-                    segments[value] = full
-                    mtimes[value] = os.stat(full).st_mtime
-                elif kind == "history" and name.endswith(".history"):
-                    with open(full, errors="replace") as handle:
-                        histories[value] = wal.parse_history(handle.read())
-    return {"segments": segments, "mtimes": mtimes, "histories": histories, "newest": max(segments) if segments else None}
+    """Barman's WAL store (``wal.scan_tree``): ``segments``, ``mtimes``, ``histories``, ``newest``."""
+    return wal.scan_tree(wals_dir)
 
 
 def as_catalogue(scan, segment_size=_pg_backups.DEFAULT_SEGMENT_SIZE):

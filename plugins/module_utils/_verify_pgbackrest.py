@@ -172,24 +172,15 @@ class PgBackRestVerify(VerifyProvider):
         if not os.path.isdir(folder):
             self.figures["wal"]["repository"] = "%s (not readable here)" % folder
             return
-        segments = {}
-        histories = {}
-        for root, _dirs, files in os.walk(folder):
-            for name in files:
-                kind, value = wal.classify(name)
-                full = os.path.join(root, name)
-                if kind == "segment":
-                    segments[value] = full
-                elif kind == "history" and name.endswith(".history"):
-                    with open(full, errors="replace") as handle:
-                        histories[value] = wal.parse_history(handle.read())
-        self.archive = {"segments": segments, "histories": histories}
-        newest = max(segments) if segments else None
+        scan = wal.scan_tree(folder)
+        segments = scan["segments"]
+        self.archive = {"segments": segments, "histories": scan["histories"]}
+        newest = scan["newest"]
         self.figures["wal"].update(
             repository=folder,
             segment_count=len(segments),
             newest_segment=newest or self.figures["wal"]["newest_segment"],
-            newest_at=_time.isoformat(_time.from_epoch(os.path.getmtime(segments[newest]))) if newest else None,
+            newest_at=_time.isoformat(_time.from_epoch(scan["mtimes"][newest])) if newest else None,
             timelines=sorted(set(int(s[:8], 16) for s in segments)),
         )
 

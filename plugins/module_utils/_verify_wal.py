@@ -18,6 +18,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
 import re
 
 DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
@@ -107,6 +108,26 @@ def parse_history(text):
         except ValueError:
             continue
     return out
+
+
+def scan_tree(folder):
+    """Every WAL segment and timeline history file below ``folder`` (a WAL store kept in
+    sub-folders, such as Barman's or a pgBackRest repository's archive): ``segments``
+    {name: path}, ``mtimes`` {name: mtime}, ``histories`` {timeline: parsed history},
+    ``newest`` (segment name or None). A missing folder gives empty results."""
+    segments, mtimes, histories = {}, {}, {}
+    if folder and os.path.isdir(folder):
+        for root, _dirs, files in os.walk(folder):
+            for name in files:
+                kind, value = classify(name)
+                full = os.path.join(root, name)
+                if kind == "segment":
+                    segments[value] = full
+                    mtimes[value] = os.stat(full).st_mtime
+                elif kind == "history" and name.endswith(".history"):
+                    with open(full, errors="replace") as handle:
+                        histories[value] = parse_history(handle.read())
+    return {"segments": segments, "mtimes": mtimes, "histories": histories, "newest": max(segments) if segments else None}
 
 
 def timeline_path(target_tli, histories):
