@@ -53,5 +53,6 @@ options:
     type: int
     default: 10
 requirements:
-  - psycopg >= 3.1 (C(pip install 'psycopg[binary]')) on the host the module runs on.
+  - psycopg >= 3.1 (C(pip install 'psycopg[binary]')) on the host the module runs on
+    (M(resilience.dr.replica_promote) uses the host's C(libpq.so.5) instead when it has one).
 """

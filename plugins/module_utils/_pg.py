@@ -1,7 +1,13 @@
 # -*- coding: utf-8 -*-
 # Copyright: resilience.dr contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""A small shared PostgreSQL helper on psycopg 3 (private to this collection).
+"""A small shared PostgreSQL helper (private to this collection).
+
+The driver is the system's libpq through ctypes (``_libpq``) when the host has it, and
+psycopg 3 otherwise: ``import psycopg`` alone costs a third of an Ansible task's fixed cost.
+``RESILIENCE_DR_PG_DRIVER=psycopg`` (or ``libpq``) in the module's environment forces one.
+Both give the same rows for the types this collection reads (booleans, integers, floats,
+numerics, and text: cast everything else to ``::text`` in the query).
 
 * ``settings_from_params(params, prefix="pg_")``: connection settings from the flat
   options of ``_connection.postgres_spec`` (or the same names under another prefix).
@@ -17,9 +23,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
 import re
 
 from ansible_collections.resilience.dr.plugins.module_utils import _deps
+from ansible_collections.resilience.dr.plugins.module_utils import _libpq
 from ansible_collections.resilience.dr.plugins.module_utils import _secrets
 from ansible_collections.resilience.dr.plugins.module_utils._errors import (
     AUTH_FAILED,
@@ -28,9 +36,32 @@ from ansible_collections.resilience.dr.plugins.module_utils._errors import (
     INVALID_ARGUMENT,
 )
 
-with _deps.declare("psycopg", pip="psycopg[binary]", reason="to talk to PostgreSQL"):
-    import psycopg
-    from psycopg.rows import dict_row
+DRIVER_ENV = "RESILIENCE_DR_PG_DRIVER"
+_PSYCOPG = {}
+
+
+def _psycopg():
+    """psycopg, imported on first use (a missing one becomes MISSING_LIBRARY)."""
+    if "module" not in _PSYCOPG:
+        with _deps.declare("psycopg", pip="psycopg[binary]", reason="to talk to PostgreSQL"):
+            import psycopg  # pylint: disable=import-outside-toplevel
+            _PSYCOPG["module"] = psycopg
+        _PSYCOPG.setdefault("module", None)
+    _deps.require("psycopg")
+    return _PSYCOPG["module"]
+
+
+def driver():
+    """``libpq`` or ``psycopg``: the driver the next ``connect`` uses."""
+    wanted = os.environ.get(DRIVER_ENV, "").strip().lower()
+    if wanted == "psycopg":
+        return "psycopg"
+    if _libpq.load() is not None:
+        return "libpq"
+    if wanted == "libpq":
+        raise DRError(CONNECTION_FAILED, "%s=libpq but this host has no loadable libpq (libpq.so.5)." % DRIVER_ENV)
+    return "psycopg"
+
 
 _AUTH_PATTERNS = (
     "password authentication failed",
@@ -113,13 +144,22 @@ def classify(exc):
 
 def connect(settings, application_name="resilience.dr", autocommit=True):
     """Open a connection; raise DRError(AUTH_FAILED / CONNECTION_FAILED) without secrets."""
-    _deps.require("psycopg")
     kwargs = dict((k, v) for k, v in settings.items() if v not in (None, ""))
     kwargs["application_name"] = application_name
     secrets = [settings.get("password")]
+    use = driver()
     try:
+        if use == "libpq":
+            if not autocommit:
+                raise DRError(INVALID_ARGUMENT, "Internal error: the libpq driver opens autocommit connections only.")
+            return _libpq.Connection(_libpq.load(), kwargs)
+        psycopg = _psycopg()
         return psycopg.connect(autocommit=autocommit, **kwargs)
-    except psycopg.Error as exc:
+    except DRError:
+        raise
+    except Exception as exc:  # pylint: disable=broad-except
+        if not (isinstance(exc, _libpq.PgError) or (use == "psycopg" and isinstance(exc, _psycopg().Error))):
+            raise
         code = classify(exc)
         reason = _secrets.scrub(str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc), secrets)
         reason = reason.strip().rstrip(".")
@@ -133,7 +173,9 @@ def connect(settings, application_name="resilience.dr", autocommit=True):
 
 
 def fetch_all(conn, query, params=None):
-    with conn.cursor(row_factory=dict_row) as cur:
+    if isinstance(conn, _libpq.Connection):
+        return conn.run(query, params)[0] or []
+    with conn.cursor(row_factory=_psycopg().rows.dict_row) as cur:
         cur.execute(query, params)
         return cur.fetchall() if cur.description else []
 
@@ -144,6 +186,8 @@ def fetch_one(conn, query, params=None):
 
 
 def execute(conn, query, params=None):
+    if isinstance(conn, _libpq.Connection):
+        return conn.run(query, params)[1]
     with conn.cursor() as cur:
         cur.execute(query, params)
         return cur.rowcount
@@ -160,6 +204,9 @@ def close(conn):
 
 def is_connection_error(exc):
     """True for errors that mean the server went away (not a SQL error)."""
-    if not _deps.available("psycopg"):
+    if isinstance(exc, _libpq.PgError):
+        return exc.connection_lost
+    psycopg = _PSYCOPG.get("module")
+    if psycopg is None:
         return False
     return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))

@@ -19,8 +19,10 @@ description:
     In check mode the preflight runs in full (connections, lock, lag guard) and the steps a
     real run would take from the same state are listed, unrun.
   - A replica that is already a primary is left alone (C(changed=false)).
-  - "O(provider=postgres): a self-managed PostgreSQL streaming replica through psycopg. The
-    preflight connects to the replica and takes an advisory lock
+  - "O(provider=postgres): a self-managed PostgreSQL streaming replica, through the host's libpq
+    (C(libpq.so.5), loaded with ctypes: it starts in a fifth of the time psycopg takes) when
+    there is one, else through psycopg; E(RESILIENCE_DR_PG_DRIVER=psycopg) in the module's
+    environment forces psycopg. The preflight connects to the replica and takes an advisory lock
     (C(pg_try_advisory_lock) on the key C(1380209232, 1)) on that session, held until the module ends, so a
     second concurrent run fails with C(LOCKED); it then reads C(pg_is_in_recovery),
     C(pg_stat_wal_receiver), received and replayed LSN, the replay age, the timeline and, when

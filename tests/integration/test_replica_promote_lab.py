@@ -163,6 +163,62 @@ def slab(labs):
 
 
 # -- the async lab, nothing changed -------------------------------------------------------------
+def _node(lab, node, monkeypatch, use):
+    from ansible_collections.resilience.dr.plugins.module_utils import _pg  # pylint: disable=import-outside-toplevel
+    from ansible_collections.resilience.dr.plugins.module_utils._promote_postgres import PgNode  # noqa: E501 pylint: disable=import-outside-toplevel
+    monkeypatch.setenv(_pg.DRIVER_ENV, use)
+    assert _pg.driver() == use
+    settings = dict(host="127.0.0.1", port=lab.info[node]["port"], user=lab.info["superuser"],
+                    password=lab.info["password"], dbname=lab.info["database"], connect_timeout=5)
+    return PgNode(settings, node).open()
+
+
+def test_libpq_and_psycopg_drivers_read_the_same_values(alab, monkeypatch):
+    """replica_promote's queries through the ctypes libpq driver and through psycopg give the
+    same keys, the same Python types and the same stable values, on a real primary and replica."""
+    from ansible_collections.resilience.dr.plugins.module_utils import _libpq, _pg  # pylint: disable=import-outside-toplevel
+    seen = {}
+    for use in ("libpq", "psycopg"):
+        replica, primary = _node(alab, "replica", monkeypatch, use), _node(alab, "primary", monkeypatch, use)
+        try:
+            assert isinstance(replica.conn, _libpq.Connection) is (use == "libpq")
+            got = dict(replica=replica.state(), primary=primary.state(), data_dir=replica.data_directory(),
+                       in_recovery=(replica.in_recovery(), primary.in_recovery()),
+                       position=replica.replay_position(), setting=primary.read_only_setting())
+            assert replica.try_lock() is True
+            other = _node(alab, "replica", monkeypatch, use)
+            try:
+                assert other.try_lock() is False
+                holder = other.lock_holder()
+                assert holder["application_name"] == "resilience.dr replica_promote" and isinstance(holder["pid"], int)
+            finally:
+                other.close()
+            row = primary.one("SELECT %s::int8 AS big, %s AS word, %s::bool AS yes, 2.5::numeric AS num, "
+                              "'50%%' AS pct, NULL::text AS nothing", (2 ** 40, "it's", True))
+            assert row == {"big": 2 ** 40, "word": "it's", "yes": True, "num": __import__("decimal").Decimal("2.5"),
+                           "pct": "50%", "nothing": None}
+            assert _pg.execute(primary.conn, "SELECT 1 UNION ALL SELECT 2") == 2
+            with pytest.raises(Exception) as info:
+                primary.one("SELECT * FROM no_such_table_here")
+            assert "no_such_table_here" in str(info.value)
+            assert primary.one("SELECT 1 AS still_usable") == {"still_usable": 1}
+            got["types"] = dict((k, type(v).__name__) for part in ("replica", "primary") for k, v in got[part].items())
+            seen[use] = got
+        finally:
+            replica.close()
+            primary.close()
+    a, b = seen["libpq"], seen["psycopg"]
+    assert a["types"] == b["types"]
+    assert a["data_dir"] == b["data_dir"] == alab.info["replica"]["data_dir"]
+    assert a["in_recovery"] == b["in_recovery"] == (True, False)
+    assert a["setting"] == b["setting"] == "off"
+    assert set(a["position"]) == set(b["position"])
+    for part in ("replica", "primary"):
+        for key in ("in_recovery", "system_identifier", "postmaster_start", "read_only", "server_version", "timeline"):
+            assert a[part][key] == b[part][key], (part, key)
+    assert isinstance(a["replica"]["replay_age_seconds"], (float, type(None)))
+
+
 def test_bad_input_is_refused_and_nothing_changes(alab):
     before = ids(alab, "primary")
 
