@@ -104,6 +104,142 @@ def test_traffic_rollback_after_a_green_release(lab, tmp_path):
     assert web(lab) == {"blue": True, "green": False}
 
 
+# A release that switches two things: HAProxy's web backend, then the nginx edge's upstream.
+# Each switch is recorded with the same details.release, which is what makes them one release.
+TWO_SWITCH_RELEASE = """---
+- name: Release {{ release }} through HAProxy and the nginx edge, each switch recorded with its way back
+  hosts: load_balancers
+  gather_facts: false
+  tasks:
+    - name: Send HAProxy's web traffic to green
+      resilience.dr.traffic_switch:
+        provider: haproxy
+        haproxy_socket: "{{ dr_haproxy_socket }}"
+        haproxy_backend: "{{ dr_haproxy_http_backend }}"
+        active: green
+      register: web_switch
+    - name: Record the HAProxy switch
+      resilience.dr.rollback_record:
+        path: "{{ dr_records_file }}"
+        kind: switch
+        status: completed
+        reason: "release {{ release }}"
+        details: {release: "{{ release }}", target: haproxy}
+        undo: "{{ web_switch.undo }}"
+    - name: Record a switch whose way back cannot work (a backend HAProxy does not have)
+      resilience.dr.rollback_record:
+        path: "{{ dr_records_file }}"
+        kind: switch
+        status: completed
+        details: {release: "{{ release }}", target: bogus}
+        undo: {provider: haproxy, haproxy_socket: "{{ dr_haproxy_socket }}", haproxy_backend: no_such_backend, active: blue}
+      when: with_bogus | default(false) | bool
+    - name: Send the edge's traffic to green
+      resilience.dr.traffic_switch: "{{ edge_args | combine({'active': 'green'}) }}"
+      register: edge_switch
+    - name: Record the edge switch
+      resilience.dr.rollback_record:
+        path: "{{ dr_records_file }}"
+        kind: switch
+        status: completed
+        reason: "release {{ release }}"
+        details: {release: "{{ release }}", target: edge}
+        undo: "{{ edge_switch.undo }}"
+"""
+
+
+def edge_args(lab):
+    edge = lab.info["nginx"]["edge"]
+    return {"provider": "nginx", "nginx_upstream_file": edge["upstream_file"], "nginx_upstream_name": edge.get("upstream_name", "lab_app"),
+            "nginx_servers": {colour: "127.0.0.1:%d" % lab.info["nginx"][colour]["port"] for colour in ("blue", "green")},
+            "nginx_config": edge["config"], "nginx_pid_file": edge["pid_file"], "nginx_binary": lab.info.get("nginx_bin", "nginx")}
+
+
+def edge(lab):
+    """Which colour the edge's upstream file names, and what the edge serves (5 answers)."""
+    with open(lab.info["nginx"]["edge"]["upstream_file"]) as handle:
+        text = handle.read()
+    named = [c for c in ("blue", "green") if "127.0.0.1:%d;" % lab.info["nginx"][c]["port"] in text]
+    served = {lab.http_get(port=lab.info["nginx"]["edge"]["port"])[1].split()[0] for dummy in range(5)}
+    return named, served
+
+
+def switch_ids(lab, release):
+    return {r["details"]["target"]: r["id"] for r in records(lab) if r["kind"] == "switch" and (r.get("details") or {}).get("release") == release}
+
+
+def test_traffic_rollback_undoes_every_switch_of_the_release(lab, tmp_path):
+    playbook = tmp_path / "release.yml"
+    playbook.write_text(TWO_SWITCH_RELEASE)
+    assert web(lab) == {"blue": True, "green": False} and edge(lab) == (["blue"], {"blue"})
+    out = run_playbook(str(playbook), lab_vars(release="v3", edge_args=edge_args(lab)))
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert web(lab) == {"blue": False, "green": True}
+    wait_until(lambda: edge(lab) == (["green"], {"green"}), timeout=10, what="the edge serving green")
+    ids = switch_ids(lab, "v3")
+    before_records = records(lab)
+
+    # dry run: both switches planned, newest (the edge) first; nothing switched or recorded
+    dry = run_playbook("playbooks/rollback.yml", lab_vars(rollback_level="traffic", rollback_capture=False), check=True)
+    assert dry.returncode == 0, dry.stdout[-3000:]
+    assert "2 switch(es) of release v3 undone, newest first" in dry.stdout
+    planned = [line for line in dry.stdout.splitlines() if '"msg": "traffic ' in line]
+    assert len(planned) == 2 and ids["edge"] in planned[0] and ids["haproxy"] in planned[1], planned
+    assert all("(changed: True) (planned only)" in line for line in planned)
+    assert web(lab) == {"blue": False, "green": True} and edge(lab) == (["green"], {"green"})
+    assert records(lab) == before_records
+
+    real = run_playbook("playbooks/rollback.yml", lab_vars(rollback_level="traffic", rollback_reason="v3 breaks checkout",
+                                                           rollback_capture=False))
+    assert real.returncode == 0, real.stdout[-3000:]
+    # both back to blue: HAProxy's own server state, the page through HAProxy, the edge's file and answers
+    assert web(lab) == {"blue": True, "green": False}
+    assert lab.http_get()[1].strip() == "blue v1"
+    wait_until(lambda: edge(lab) == (["blue"], {"blue"}), timeout=10, what="the edge serving blue")
+    rollback = [r for r in records(lab) if r["kind"] == "rollback"][-1]
+    assert rollback["status"] == "completed" and rollback["details"]["traffic_release"] == "v3"
+    done = rollback["details"]["traffic"]
+    assert [d["records"] for d in done] == [[ids["edge"]], [ids["haproxy"]]]
+    assert [d["changed"] for d in done] == [True, True]
+    assert [d["previous"] for d in done] == [{"blue": 0, "green": 100}] * 2 and [d["routing"] for d in done] == [{"blue": 100, "green": 0}] * 2
+    # the way to redo the release, oldest first: HAProxy to green, then the edge
+    assert [(u["provider"], u["active"]) for u in rollback["undo"]] == [("haproxy", "green"), ("nginx", "green")]
+
+    # again: both already back, nothing changes
+    again = run_playbook("playbooks/rollback.yml", lab_vars(rollback_level="traffic", rollback_capture=False))
+    assert again.returncode == 0, again.stdout[-3000:]
+    lines = [line for line in again.stdout.splitlines() if '"msg": "traffic ' in line]
+    assert len(lines) == 2 and all("(changed: False)" in line for line in lines), lines
+    assert [d["changed"] for d in [r for r in records(lab) if r["kind"] == "rollback"][-1]["details"]["traffic"]] == [False, False]
+    assert web(lab) == {"blue": True, "green": False} and edge(lab) == (["blue"], {"blue"})
+
+
+def test_traffic_rollback_failing_part_way_says_what_was_undone(lab, tmp_path):
+    playbook = tmp_path / "release.yml"
+    playbook.write_text(TWO_SWITCH_RELEASE)
+    out = run_playbook(str(playbook), lab_vars(release="v4", edge_args=edge_args(lab), with_bogus=True))
+    assert out.returncode == 0, out.stdout[-3000:]
+    wait_until(lambda: edge(lab) == (["green"], {"green"}), timeout=10, what="the edge serving green")
+    ids = switch_ids(lab, "v4")
+
+    # newest first: the edge goes back, the bogus switch fails, HAProxy's is not tried
+    failed = run_playbook("playbooks/rollback.yml", lab_vars(rollback_level="traffic", rollback_capture=False))
+    assert failed.returncode != 0
+    wait_until(lambda: edge(lab) == (["blue"], {"blue"}), timeout=10, what="the edge serving blue")
+    assert web(lab) == {"blue": False, "green": True}
+    assert "Traffic switched back: nginx " in failed.stdout and "NOT switched back: haproxy no_such_backend" in failed.stdout
+    rollback = [r for r in records(lab) if r["kind"] == "rollback"][-1]
+    assert rollback["status"] == "failed"
+    assert [d["records"] for d in rollback["details"]["traffic"]] == [[ids["edge"]]]
+    assert rollback["details"]["traffic_not_undone_records"] == [ids["bogus"], ids["haproxy"]]
+    assert rollback["details"]["failed_task"].startswith("Traffic - switch back haproxy no_such_backend")
+
+    # given targets still work: HAProxy's web backend back to blue
+    given = run_playbook("playbooks/rollback.yml", lab_vars(rollback_level="traffic", rollback_capture=False, rollback_traffic_active="blue"))
+    assert given.returncode == 0, given.stdout[-3000:]
+    assert web(lab) == {"blue": True, "green": False}
+
+
 def test_data_rollback_restores_the_table_to_the_instant_with_a_dump_kept(lab):
     """Level data delegates to restore.yml (the db_restore role): PITR into a new data dir and port."""
     for _row in range(6):
