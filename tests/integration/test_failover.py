@@ -99,6 +99,10 @@ def test_failover(lab, httpserver):
         lines = [json.loads(line) for line in handle]
     assert [r["status"] for r in lines] == ["started", "completed"]
     assert lines[1]["rto_seconds"] > 0
+    # the health gate ran before the record said completed, and passed
+    assert lines[1]["details"]["health_gate"]["passed"] is True
+    assert lines[1]["details"]["health_gate"]["http"] == ["http://127.0.0.1:%d/" % (PORT_BASE + 80)]
+    assert "health gate: passed" in real.stdout
     assert lines[1]["details"]["data_loss_bytes"] == 0
     assert "RTO (start to first write through HAProxy)" in real.stdout
     # clients' settings now name the promoted server; the old file is kept as a backup beside it
@@ -124,3 +128,47 @@ def test_failover(lab, httpserver):
     assert len([f for f in os.listdir(os.path.dirname(clients)) if f.startswith("db.env.")]) == 1
     lab.sql("checkpoint", node="replica")  # pg_control's timeline moves at the first checkpoint after promotion
     assert lab.sql("select timeline_id from pg_control_checkpoint()", node="replica")[0][0] == 2
+
+
+# Port block 13000-13499: a second lab, failed over with a health gate that cannot pass.
+GATE_PORT_BASE = 13000
+GATE_NAME = "failover-gate"
+
+
+def test_failed_health_gate_is_recorded_as_degraded_not_completed(httpserver):
+    """The failover itself happens (promoted, switched, write proven); the gate then fails:
+    the record says failed with outcome degraded and the gate's result, never completed."""
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    gate_lab = Lab.up(GATE_NAME, port_base=GATE_PORT_BASE)
+    try:
+        url = "http://127.0.0.1:%d/" % (GATE_PORT_BASE + 80)
+        extra = {"lab_name": GATE_NAME, "lab_port_base": GATE_PORT_BASE, "lab_root": gate_lab.root,
+                 "health_gate_http_checks": [{"url": url, "contains": "a page this lab never serves"}],
+                 "health_gate_retries": 1, "health_gate_delay": 0,
+                 "notify_webhook_url": httpserver.url_for("/hook")}
+        out = run_playbook("playbooks/failover.yml", extra)
+        assert out.returncode != 0
+        assert "Failover DEGRADED at" in out.stdout and "health gate FAILED" in out.stdout
+        assert "The database failover itself is done" in out.stdout
+        # the failover did happen: the replica is the primary, HAProxy sends PostgreSQL to it
+        assert gate_lab.in_recovery("replica") is False
+        assert gate_lab.sql("select count(*) from events where payload = 'failover-verify'", node="replica")[0][0] == 1
+        assert int(gate_lab.servers_state("pg")["replica"]["srv_admin_state"]) & 0x23 == 0
+        # the record on disk: started, then failed (outcome degraded) with the gate's result; never completed
+        with open(os.path.join(gate_lab.root, "records", "dr-records.jsonl")) as handle:
+            lines = [json.loads(line) for line in handle]
+        assert [(r["kind"], r["status"]) for r in lines] == [("failover", "started"), ("failover", "failed")]
+        details = lines[1]["details"]
+        assert details["outcome"] == "degraded"
+        assert details["promoted"] is True and details["write_proven"] is True and details["switched"] is True
+        assert details["health_gate"]["ran"] is True and details["health_gate"]["passed"] is False
+        assert details["health_gate"]["http_failed"] == [url] and details["health_gate"]["http_status"] == [200]
+        assert details["failed_task"] == "HTTP checks"
+        assert "health gate FAILED" in details["stop_message"]
+        assert details["rto_seconds"] > 0
+        assert lines[1]["undo"]["active"] == "primary"
+        # the failure was notified, with the outcome
+        calls = [entry[0].get_json() for entry in httpserver.log if entry[0].path == "/hook"]
+        assert len(calls) == 1 and calls[0]["status"] == "degraded" and "health gate FAILED" in calls[0]["message"]
+    finally:
+        gate_lab.down()
