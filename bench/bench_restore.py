@@ -227,7 +227,8 @@ class Bench(object):
         done = time.monotonic()
         rows = self.check_rows(port, data_dir, data)
         self.stop(data_dir)
-        return {"seconds": done - t0, "copy_seconds": copied - t0, "replay_seconds": done - copied, "rows_ok": rows}
+        return {"seconds": done - t0, "copy_seconds": copied - t0, "replay_seconds": done - copied, "rows_ok": rows,
+                "log_phases": log_phases(os.path.join(self.work, variant + ".log"))}
 
     def pgbackrest_cmd(self, data):
         port, data_dir = PORTS["pgbackrest_cmd"], os.path.join(self.work, "pgbackrest_cmd")
@@ -244,7 +245,8 @@ class Bench(object):
         done = time.monotonic()
         rows = self.check_rows(port, data_dir, data)
         self.stop(data_dir)
-        return {"seconds": done - t0, "restore_only_seconds": restored - t0, "replay_seconds": done - restored, "rows_ok": rows}
+        return {"seconds": done - t0, "restore_only_seconds": restored - t0, "replay_seconds": done - restored, "rows_ok": rows,
+                "log_phases": log_phases(os.path.join(self.work, "pgbackrest_cmd.log"))}
 
     def module(self, engine, data):
         port, data_dir = PORTS[engine], os.path.join(self.work, engine)
@@ -269,6 +271,7 @@ class Bench(object):
         rows = self.check_rows(port, data_dir, data)
         self.stop(data_dir)
         return {"seconds": done - t0, "module_seconds": result.get("seconds"), "timings": result.get("timings"), "steps": steps,
+                "log_phases": log_phases(os.path.join(data_dir, "resilience_dr_restore.log")),
                 "backup": chosen, "backup_as_expected": chosen == expected_backup, "rows_ok": rows}
 
     def check_rows(self, port, socket_dir, data):
@@ -295,6 +298,37 @@ class Bench(object):
                 shutil.rmtree(path, ignore_errors=True)
 
 
+def log_phases(path, offset=0):
+    """Seconds between the server log's milestones of the last recovery in ``path`` (log_line_prefix
+    starts with %m): ``first_segment`` (recovery start to "redo starts"), ``redo`` (to "redo done"),
+    ``end_of_recovery`` ("redo done" to "selected new timeline": the re-read of the last segment
+    and the history file lookup), ``promotion`` (to "ready to accept connections", the
+    end-of-recovery checkpoint). None when the log is not there or has no such lines."""
+    try:
+        with open(path) as handle:
+            text = handle.read()
+    except (IOError, OSError):
+        return None
+    marks = {}
+    for line in text.splitlines():
+        for key, phrase in (("start", "starting point-in-time recovery"), ("redo_starts", "redo starts at"), ("redo_done", "redo done at"),
+                            ("new_timeline", "selected new timeline"), ("ready", "database system is ready to accept connections")):
+            if phrase in line:
+                if key == "start":
+                    marks = {}
+                if key not in marks:
+                    try:
+                        marks[key] = datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f")
+                    except ValueError:
+                        pass
+    out = {}
+    for key, (a, b) in (("first_segment", ("start", "redo_starts")), ("redo", ("redo_starts", "redo_done")),
+                        ("end_of_recovery", ("redo_done", "new_timeline")), ("promotion", ("new_timeline", "ready"))):
+        if a in marks and b in marks:
+            out[key] = round((marks[b] - marks[a]).total_seconds(), 3)
+    return out or None
+
+
 def summarise(runs):
     out = {}
     for variant, items in runs.items():
@@ -308,6 +342,9 @@ def summarise(runs):
             values = [r[key] for r in items if r.get(key) is not None]
             if values:
                 entry["median_" + key] = round(statistics.median(values), 3)
+        phases = [r["log_phases"] for r in items if r.get("log_phases")]
+        if phases:
+            entry["median_log_phases"] = dict((k, round(statistics.median(p.get(k, 0) for p in phases), 3)) for k in phases[0])
         if variant in ("native", "pgbackrest"):
             entry["backup_as_expected"] = all(r["backup_as_expected"] for r in items)
             entry["median_steps"] = dict((k, round(statistics.median(r["steps"].get(k, 0) for r in items), 3)) for k in items[0]["steps"])
@@ -376,6 +413,10 @@ def markdown(report):
         lines.append("| %s / %s | %.3f | %s | %s |" % (
             r["variant"], r["against"], r["ratio"], "-" if r["target"] is None else "<= %.2f" % r["target"],
             "-" if r["met"] is None else ("yes" if r["met"] else "NO")))
+    for variant in VARIANTS:
+        if summary.get(variant, {}).get("median_log_phases"):
+            lines += ["", "%s server log phases (median s): %s" % (variant, ", ".join(
+                "%s %.3f" % kv for kv in summary[variant]["median_log_phases"].items()))]
     for variant in ("native", "pgbackrest"):
         if variant in summary:
             lines += ["", "%s module steps (median s): %s" % (variant, ", ".join("%s %.2f" % kv for kv in summary[variant]["median_steps"].items()))]

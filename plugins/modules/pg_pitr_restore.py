@@ -55,7 +55,8 @@ options:
       - V(pgbackrest) - a pgBackRest stanza; the backup set is chosen by this module and
         passed to C(pgbackrest restore --set). Replay fetches WAL with C(archive-get --archive-async)
         through a private spool folder beside O(data_dir) (C(.<name>.pgbackrest-spool)), removed
-        once the cluster is promoted.
+        once the cluster is promoted. The last segments fetched are hard-linked there too, so
+        that PostgreSQL's re-read of the last one at the end of recovery is not fetched again.
       - V(barman) - a Barman server (O(barman_server) in O(barman_config)); the backup is
         chosen by this module and passed by id to C(barman recover) with the target options.
       - V(aws_rds) - C(RestoreDBInstanceToPointInTime) of an RDS instance into a new one.

@@ -414,9 +414,66 @@ def test_pgbackrest_restore_command_is_async_with_a_private_spool(monkeypatch):
     import shlex
     provider = _pgbackrest_provider(monkeypatch, data_dir="/srv/it's here", target_time="2026-01-15T12:00:00Z")
     command = provider.restore_command()
-    words = shlex.split(command.replace('"%p"', "PATH"))
     spool = "/srv/.it's here.pgbackrest-spool"
+    assert provider.spool_dir() == spool and provider.keep_dir() == spool + "/keep"
+    # the pgBackRest call is the part between "else" and "&&"
+    get = command.split("; else ", 1)[1].split(" && ", 1)[0]
+    words = shlex.split(get.replace('"%p"', "PATH"))
     assert words[0] == "pgbackrest" and words[-3:] == ["archive-get", "%f", "PATH"]
     assert "--archive-async" in words and "--pg1-path=/srv/it's here" in words and "--stanza=lab" in words
     assert "--spool-path=%s" % spool in words and "--lock-path=%s/lock" % spool in words
-    assert provider.spool_dir() == spool
+    assert shlex.split(command.split(";", 1)[0]) == ["k=%s/keep" % spool]
+
+
+def _run_restore_command(command, cwd, name):
+    import subprocess
+    return subprocess.run(["/bin/sh", "-c", command.replace("%f", name).replace("%p", "pg_wal/RECOVERYXLOG")], cwd=cwd,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=False)
+
+
+def test_pgbackrest_restore_command_serves_a_repeated_segment_from_its_keep_folder(monkeypatch, tmp_path):
+    """The command as PostgreSQL's shell runs it, with a fake pgbackrest that logs its calls:
+    the second request for the segment recovery stopped in is not sent to pgBackRest again."""
+    from ansible_collections.resilience.dr.plugins.module_utils._pitr_pgbackrest import KEEP_SEGMENTS as KEEP
+    data_dir = tmp_path / "r"
+    (data_dir / "pg_wal").mkdir(parents=True)
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    names = ["00000001000000000000000%d" % n for n in range(3, 9)]
+    for name in names:
+        (archive / name).write_text("segment " + name)
+    calls = tmp_path / "calls"
+    fake = tmp_path / "pgbackrest"
+    # archive-get <name> <path>: copy from the folder, exit 1 when absent (as pgBackRest does)
+    fake.write_text('#!/bin/sh\nfor last; do :; done\nname=$(eval echo \\${$(($#-1))})\necho "$name" >> %s\n'
+                    '[ -f %s/"$name" ] || exit 1\ncp %s/"$name" "$last"\n' % (calls, archive, archive))
+    fake.chmod(0o755)
+    provider = _pgbackrest_provider(monkeypatch, data_dir=str(data_dir), target_time="2026-01-15T12:00:00Z", pgbackrest_bin=str(fake))
+    os.makedirs(provider.keep_dir())
+    command = provider.restore_command()
+    wal = data_dir / "pg_wal" / "RECOVERYXLOG"
+
+    def fetch(name):
+        if wal.exists():
+            wal.unlink()  # PostgreSQL removes the old file before each call
+        proc = _run_restore_command(command, str(data_dir), name)
+        return proc.returncode, (wal.read_text() if wal.exists() else None)
+
+    assert fetch(names[0]) == (0, "segment " + names[0])
+    assert os.listdir(provider.keep_dir()) == [names[0]]
+    for name in names[1:]:
+        assert fetch(name) == (0, "segment " + name)
+    assert sorted(os.listdir(provider.keep_dir())) == names[-KEEP:]  # only the last ones are kept
+    # the re-read at the end of recovery, of the segment before the one replay read ahead into
+    assert fetch(names[-2]) == (0, "segment " + names[-2])
+    rc, text = fetch("000000010000000000000009")  # past the end of the archive: the failure reaches PostgreSQL
+    assert rc != 0 and text is None and not wal.exists()
+    rc, text = fetch("00000002.history")
+    assert rc != 0 and text is None
+    assert calls.read_text().split() == names + ["000000010000000000000009", "00000002.history"]
+    assert sorted(os.listdir(provider.keep_dir())) == names[-KEEP:]
+    # handed over still in recovery (pause / shutdown): the plain pgBackRest call, no kept links
+    provider = _pgbackrest_provider(monkeypatch, data_dir=str(data_dir), target_time="2026-01-15T12:00:00Z", target_action="pause",
+                                    pgbackrest_bin=str(fake))
+    assert provider.final_settings()["restore_command"] == provider.restore_command(keep=False)
+    assert "keep" not in provider.final_settings()["restore_command"] and "keep" in provider.recovery_settings(None)["restore_command"]
