@@ -10,30 +10,10 @@ import json
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.resilience.dr.plugins.module_utils._module import DRModule, Provider, Step
 from ansible_collections.resilience.dr.plugins.module_utils._errors import DRError
-
-
-class Exit(Exception):
-    def __init__(self, kind, payload):
-        super(Exit, self).__init__(kind)
-        self.kind = kind
-        self.payload = payload
-
-
-@pytest.fixture
-def captured(monkeypatch):
-    def exit_json(self, **kwargs):
-        raise Exit("exit", kwargs)
-
-    def fail_json(self, msg, **kwargs):
-        kwargs["msg"] = msg
-        raise Exit("fail", kwargs)
-
-    monkeypatch.setattr(DRModule, "exit_json", exit_json)
-    monkeypatch.setattr(DRModule, "fail_json", fail_json)
+from modrun import run_main  # pylint: disable=import-error
 
 
 SPEC = dict(
@@ -90,17 +70,13 @@ class DictProvider(Provider):
         return True
 
 
+def _dict_module():
+    module = DRModule(argument_spec=SPEC, supports_check_mode=True)
+    module.run_provider(DictProvider(module))
+
+
 def run(args, check=False, diff=False):
-    args = dict(args)
-    if check:
-        args["_ansible_check_mode"] = True
-    if diff:
-        args["_ansible_diff"] = True
-    with patch_module_args(args):
-        module = DRModule(argument_spec=SPEC, supports_check_mode=True)
-        with pytest.raises(Exit) as info:
-            module.run_provider(DictProvider(module))
-    return info.value
+    return run_main(_dict_module, args, check, diff)
 
 
 @pytest.fixture(autouse=True)

@@ -22,6 +22,7 @@ from ansible_collections.resilience.dr.plugins.module_utils import _pitr_barman
 from ansible_collections.resilience.dr.plugins.module_utils import _verify_barman
 from ansible_collections.resilience.dr.plugins.module_utils._module import DRModule
 from ansible_collections.resilience.dr.plugins.modules import backup_verify, pg_pitr_restore
+from modrun import run_main  # pylint: disable=import-error
 
 UTC = datetime.timezone.utc
 
@@ -91,33 +92,11 @@ def fake(tmp_path):
     return {"bin": str(script), "config": str(config), "state": state, "wals": wals, "tmp": tmp_path}
 
 
-class Exit(Exception):
-    def __init__(self, payload):
-        super(Exit, self).__init__("exit")
-        self.payload = payload
-
-
-@pytest.fixture
-def captured(monkeypatch):
-    def exit_json(self, **kwargs):
-        raise Exit(kwargs)
-
-    def fail_json(self, msg, **kwargs):
-        kwargs.update(msg=msg, failed=True)
-        raise Exit(kwargs)
-
-    monkeypatch.setattr(DRModule, "exit_json", exit_json)
-    monkeypatch.setattr(DRModule, "fail_json", fail_json)
-
-
 def run(module, args, check=False):
-    args = dict(args)
-    if check:
-        args["_ansible_check_mode"] = True
-    with patch_module_args(args):
-        with pytest.raises(Exit) as info:
-            module.main()
-    return info.value.payload
+    out = run_main(module.main, args, check)
+    if out.kind == "fail":
+        out.payload["failed"] = True
+    return out.payload
 
 
 def pitr(fake, target_time, **extra):

@@ -17,35 +17,17 @@ import socket
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.resilience.dr.plugins.module_utils import _pg
 from ansible_collections.resilience.dr.plugins.module_utils import _promote_postgres
 from ansible_collections.resilience.dr.plugins.module_utils._errors import DRError
-from ansible_collections.resilience.dr.plugins.module_utils._module import DRModule
 from ansible_collections.resilience.dr.plugins.modules import replica_promote
+from modrun import run_main  # pylint: disable=import-error
 
 SECRET = "s3cr3t-Pa55word"
 
 
-class Exit(Exception):
-    def __init__(self, kind, payload):
-        super(Exit, self).__init__(kind)
-        self.kind = kind
-        self.payload = payload
-
-
-@pytest.fixture(autouse=True)
-def captured(monkeypatch):
-    def exit_json(self, **kwargs):
-        raise Exit("exit", kwargs)
-
-    def fail_json(self, msg, **kwargs):
-        kwargs["msg"] = msg
-        raise Exit("fail", kwargs)
-
-    monkeypatch.setattr(DRModule, "exit_json", exit_json)
-    monkeypatch.setattr(DRModule, "fail_json", fail_json)
+pytestmark = pytest.mark.usefixtures("captured")
 
 
 class Cluster(object):
@@ -162,13 +144,7 @@ BASE = dict(provider="postgres", pg_login_host="replica.test", pg_port=5433, pg_
 
 
 def run(args, check=False):
-    args = dict(args)
-    if check:
-        args["_ansible_check_mode"] = True
-    with patch_module_args(args):
-        with pytest.raises(Exit) as info:
-            replica_promote.main()
-    return info.value
+    return run_main(replica_promote.main, args, check)
 
 
 def keys(steps):

@@ -13,34 +13,16 @@ import datetime
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.resilience.dr.plugins.module_utils import _promote_aws_rds
-from ansible_collections.resilience.dr.plugins.module_utils._module import DRModule
 from ansible_collections.resilience.dr.plugins.modules import replica_promote
+from modrun import run_main  # pylint: disable=import-error
 
 boto3 = pytest.importorskip("boto3")
 from botocore.stub import ANY, Stubber  # noqa: E402  pylint: disable=wrong-import-position
 
 
-class Exit(Exception):
-    def __init__(self, kind, payload):
-        super(Exit, self).__init__(kind)
-        self.kind = kind
-        self.payload = payload
-
-
-@pytest.fixture(autouse=True)
-def captured(monkeypatch):
-    def exit_json(self, **kwargs):
-        raise Exit("exit", kwargs)
-
-    def fail_json(self, msg, **kwargs):
-        kwargs["msg"] = msg
-        raise Exit("fail", kwargs)
-
-    monkeypatch.setattr(DRModule, "exit_json", exit_json)
-    monkeypatch.setattr(DRModule, "fail_json", fail_json)
+pytestmark = pytest.mark.usefixtures("captured")
 
 
 @pytest.fixture
@@ -62,13 +44,7 @@ ARGS = dict(provider="aws_rds", aws_region="us-east-1", db_instance_identifier="
 
 
 def run(args, check=False):
-    args = dict(args)
-    if check:
-        args["_ansible_check_mode"] = True
-    with patch_module_args(args):
-        with pytest.raises(Exit) as info:
-            replica_promote.main()
-    return info.value
+    return run_main(replica_promote.main, args, check)
 
 
 def described(status="available", source="orders"):

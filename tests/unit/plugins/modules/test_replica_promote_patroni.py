@@ -20,34 +20,17 @@ import json
 import pytest
 
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.resilience.dr.plugins.module_utils import _promote_patroni
-from ansible_collections.resilience.dr.plugins.module_utils._module import DRModule
 from ansible_collections.resilience.dr.plugins.modules import replica_promote
+from modrun import run_main  # pylint: disable=import-error
 
 SECRET = "api-Pa55word-xyz"
 URL1, URL2 = "http://db1.test:8008", "http://db2.test:8008"
 
 
-class Exit(Exception):
-    def __init__(self, kind, payload):
-        super(Exit, self).__init__(kind)
-        self.kind = kind
-        self.payload = payload
-
-
 @pytest.fixture(autouse=True)
-def captured(monkeypatch):
-    def exit_json(self, **kwargs):
-        raise Exit("exit", kwargs)
-
-    def fail_json(self, msg, **kwargs):
-        kwargs["msg"] = msg
-        raise Exit("fail", kwargs)
-
-    monkeypatch.setattr(DRModule, "exit_json", exit_json)
-    monkeypatch.setattr(DRModule, "fail_json", fail_json)
+def fast_polls(captured, monkeypatch):  # pylint: disable=unused-argument
     monkeypatch.setattr(_promote_patroni.PatroniPromote, "poll_interval", 0.0)
 
 
@@ -138,14 +121,9 @@ BASE = dict(provider="patroni", patroni_url=[URL1, URL2], patroni_username="patr
 
 
 def run(args, check=False):
-    args = dict(args)
-    if check:
-        args["_ansible_check_mode"] = True
-    with patch_module_args(args):
-        with pytest.raises(Exit) as info:
-            replica_promote.main()
-    assert SECRET not in json.dumps(info.value.payload, default=str)
-    return info.value
+    out = run_main(replica_promote.main, args, check)
+    assert SECRET not in json.dumps(out.payload, default=str)
+    return out
 
 
 def keys(steps):

@@ -17,44 +17,17 @@ import pytest
 
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.resilience.dr.plugins.module_utils._module import DRModule
 from ansible_collections.resilience.dr.plugins.module_utils import _record_common
 from ansible_collections.resilience.dr.plugins.module_utils._record_file import check_lines
 from ansible_collections.resilience.dr.plugins.modules import rollback_record
+from modrun import Exit, run_main  # pylint: disable=import-error
 
 
-class Exit(Exception):
-    def __init__(self, kind, payload):
-        super(Exit, self).__init__(kind)
-        self.kind = kind
-        self.payload = payload
-
-
-def _exit_json(self, **kwargs):
-    raise Exit("exit", kwargs)
-
-
-def _fail_json(self, msg, **kwargs):
-    kwargs["msg"] = msg
-    raise Exit("fail", kwargs)
-
-
-@pytest.fixture(autouse=True)
-def captured(monkeypatch):
-    monkeypatch.setattr(DRModule, "exit_json", _exit_json)
-    monkeypatch.setattr(DRModule, "fail_json", _fail_json)
+pytestmark = pytest.mark.usefixtures("captured")
 
 
 def run(args, check=False, diff=False):
-    args = dict(args)
-    if check:
-        args["_ansible_check_mode"] = True
-    if diff:
-        args["_ansible_diff"] = True
-    with patch_module_args(args):
-        with pytest.raises(Exit) as info:
-            rollback_record.main()
-    return info.value
+    return run_main(rollback_record.main, args, check, diff)
 
 
 def lines(path):

@@ -16,45 +16,17 @@ import threading
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.resilience.dr.plugins.module_utils._errors import DRError
-from ansible_collections.resilience.dr.plugins.module_utils._module import DRModule
 from ansible_collections.resilience.dr.plugins.module_utils import _traffic_common as common
 from ansible_collections.resilience.dr.plugins.module_utils._traffic_nginx import parse_upstream
 from ansible_collections.resilience.dr.plugins.modules import traffic_switch
-
-
-class Exit(Exception):
-    def __init__(self, kind, payload):
-        super(Exit, self).__init__(kind)
-        self.kind = kind
-        self.payload = payload
-
-
-@pytest.fixture
-def captured(monkeypatch):
-    def exit_json(self, **kwargs):
-        raise Exit("exit", kwargs)
-
-    def fail_json(self, msg, **kwargs):
-        kwargs["msg"] = msg
-        raise Exit("fail", kwargs)
-
-    monkeypatch.setattr(DRModule, "exit_json", exit_json)
-    monkeypatch.setattr(DRModule, "fail_json", fail_json)
+from modrun import run_main  # pylint: disable=import-error
 
 
 def run(args, check=False, diff=False):
-    args = dict(args)
-    if check:
-        args["_ansible_check_mode"] = True
-    if diff:
-        args["_ansible_diff"] = True
-    with patch_module_args(args):
-        with pytest.raises(Exit) as info:
-            traffic_switch.main()
-    return info.value.kind, info.value.payload
+    out = run_main(traffic_switch.main, args, check, diff)
+    return out.kind, out.payload
 
 
 # -- routing helpers --------------------------------------------------------------------------
