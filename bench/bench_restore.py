@@ -13,15 +13,15 @@ each variant restores to that instant, median of ``--runs`` (3):
                     (restore_command = cp from the archive folder, recovery_target_time,
                     recovery_target_action = promote, own port/socket, archive_mode = off),
                     recovery.signal, ``pg_ctl start``, poll until ``pg_is_in_recovery()`` is false.
-``floor_tuned``     the same with the module's replay settings added (prefetch, I/O concurrency,
-                    syncfs, max_wal_size...): what a careful operator would write by hand.
+``floor_tuned``     the same with the module's replay settings added (syncfs, max_wal_size,
+                    checkpoint_timeout): what a careful operator would write by hand.
 ``pgbackrest_cmd``  ``pgbackrest restore --set --type=time --target --target-action=promote
                     --archive-mode=off`` alone (reported as ``pgbackrest_cmd_restore_only``), then
                     ``pg_ctl start`` with the port/socket on the command line and the same poll
                     (replay fetches WAL with ``pgbackrest archive-get``, as pgBackRest writes it).
 ``native``          ``ansible localhost -m resilience.dr.pg_pitr_restore engine=native``: the whole
                     ansible process (start-up, backup choice, WAL check, copy (one file per CPU,
-                    each flushed as it is done), replay that promotes at the target, proof,
+                    left to PostgreSQL's start-up sync), replay that promotes at the target, proof,
                     restart with normal settings, marker). ``module only`` is the module's own
                     ``seconds`` (without Ansible's start-up).
 ``pgbackrest``      the same with ``engine=pgbackrest`` (its replay fetches WAL with pgBackRest's
@@ -73,8 +73,7 @@ PORT_BASE = 26200
 PORTS = {"floor": 34400, "floor_tuned": 34401, "pgbackrest_cmd": 34402, "native": 34403, "pgbackrest": 34404}
 VARIANTS = ("floor", "floor_tuned", "pgbackrest_cmd", "native", "pgbackrest")
 #: the module's default replay settings (plugins/module_utils/_pitr_common.py), for floor_tuned
-TUNED = {"recovery_prefetch": "on", "maintenance_io_concurrency": "64", "wal_decode_buffer_size": "2MB",
-         "recovery_init_sync_method": "syncfs", "max_wal_size": "8GB", "checkpoint_timeout": "1h"}
+TUNED = {"recovery_init_sync_method": "syncfs", "max_wal_size": "8GB", "checkpoint_timeout": "1h"}
 TARGETS = [("native", "floor", 1.15), ("native", "pgbackrest_cmd", 0.8), ("pgbackrest", "pgbackrest_cmd", 1.05)]
 
 

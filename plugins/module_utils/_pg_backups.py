@@ -638,7 +638,9 @@ def copy_tree(src, dest, os_user=None, workers=None, sync=True, skip=()):
     whole data directory before it replays a backup (``recovery_init_sync_method``): a
     plain ``cp`` leaves all of it dirty in the page cache and that start-up sync then
     waits for the disk; here it finds (nearly) nothing left to write. The pages stay in
-    the page cache for replay."""
+    the page cache for replay. Measured since: replay of a tree flushed this way was about
+    twice as slow as of one left to PostgreSQL's start-up sync, so ``copy_native_backup``
+    no longer asks for it."""
     owner = None
     if os_user and os.geteuid() == 0:
         entry = pwd.getpwnam(os_user)
@@ -736,8 +738,8 @@ _NOT_COPIED = ("standby.signal", "postmaster.pid", "backup_manifest", "postmaste
 def copy_native_backup(backup, data_dir, os_user=None):
     """Copy a native base backup (``list_native_backups`` dict) into ``data_dir``, which must
     exist and be empty (or hold only a ``resilience_dr_restore.json`` marker). Plain
-    backups are copied by ``copy_tree`` (one file per CPU at a time, writeback started
-    as each file is done); tar backups are extracted with ``tar`` (any
+    backups are copied by ``copy_tree`` (one file per CPU at a time, left for PostgreSQL's
+    start-up sync to flush); tar backups are extracted with ``tar`` (any
     compression ``tar`` understands), ``pg_wal.tar*`` into ``pg_wal``. Afterwards the tree
     belongs to ``os_user``, the folder is mode 0700, and ``standby.signal`` /
     ``postmaster.pid`` / ``backup_manifest`` copies are removed.
@@ -748,8 +750,11 @@ def copy_native_backup(backup, data_dir, os_user=None):
     src = backup["path"]
     copied = None
     if backup["format"] == "plain":
-        # not the copies that would be removed below, nor the marker the caller keeps
-        copied = copy_tree(src, data_dir, os_user=os_user, skip=_NOT_COPIED)
+        # not the copies that would be removed below, nor the marker the caller keeps. No
+        # fdatasync per file (sync=False): measured at 1 GB, replay of data files flushed that
+        # way was twice as slow (redo 2.6 s against 1.2-1.4 s, the same WAL), far more than
+        # PostgreSQL's own start-up sync of the unflushed tree costs (0.3 s, syncfs)
+        copied = copy_tree(src, data_dir, os_user=os_user, skip=_NOT_COPIED, sync=False)
     else:
         tars = sorted(glob.glob(os.path.join(src, "*.tar*")))
         for tar in tars:

@@ -56,9 +56,12 @@ KEEP_ON_REDO = (MARKER,)
 
 #: settings that make WAL replay faster; removed again before the cluster is handed over
 DEFAULT_REPLAY_SETTINGS = {
-    "recovery_prefetch": "on",
-    "maintenance_io_concurrency": 64,
-    "wal_decode_buffer_size": "2MB",
+    # prefetch is left at PostgreSQL's own defaults (recovery_prefetch = try, which is on
+    # where posix_fadvise exists, maintenance_io_concurrency = 10, wal_decode_buffer_size =
+    # 512kB): the restored files were just written and sit in the page cache, and measured
+    # here (1 GB, bench_restore.py) replay with 64 / 2MB was slower (pgBackRest engine redo
+    # 4.1 s against 3.35 s, native 1.31 s against 1.15 s, medians of 3); for a data set
+    # larger than memory add them through replay_settings
     "recovery_init_sync_method": "syncfs",
     # shared_buffers is left alone: measured here, 512MB did not speed replay up and made the
     # end-of-recovery checkpoint ~0.4 s slower (see docs/modules/pg_pitr_restore.md)

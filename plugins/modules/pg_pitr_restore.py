@@ -220,10 +220,13 @@ options:
   replay_settings:
     description:
       - Extra or changed settings used only while WAL is replayed, merged over the defaults
-        C(recovery_prefetch=on), C(maintenance_io_concurrency=64), C(wal_decode_buffer_size=2MB),
         C(recovery_init_sync_method=syncfs), C(max_wal_size=8GB), C(checkpoint_timeout=1h).
         A null value drops a default. A bigger C(shared_buffers) can be added here; it is not a
         default because the end-of-recovery checkpoint then has more to write.
+      - WAL prefetch runs with PostgreSQL's own defaults (C(recovery_prefetch=try)). The restored
+        files were just written and are in the page cache, where a deeper prefetch
+        (C(maintenance_io_concurrency=64), C(wal_decode_buffer_size=2MB)) made replay slower in
+        the benchmark. For a data set larger than the memory of the host, add those two here.
     type: dict
   replay_settings_enabled:
     description:
