@@ -10,6 +10,9 @@ run and interleaved (run 1 of every variant, run 2 of every variant...), median 
                      verification that looks at every byte can take.
 ``pg_verifybackup``  ``pg_verifybackup <backup>`` alone, as the module runs it (checks every file
                      against the manifest, then parses the backup's WAL with pg_waldump).
+``sliced``           the files split over one ``pg_verifybackup`` per CPU (``_verify_native.run_sliced``
+                     with ``VERIFY_SLICES`` at the CPU count: what the module did before it started one
+                     process more), from this script, without Ansible.
 ``module``           ``ansible localhost -m resilience.dr.backup_verify`` with ``checks: [checksums]``:
                      the whole ansible process (start-up, AnsiballZ, backup discovery, the check).
 ``ansible_ping``     ``ansible localhost -m ansible.builtin.ping`` the same way: Ansible's fixed cost per task
@@ -19,14 +22,15 @@ run and interleaved (run 1 of every variant, run 2 of every variant...), median 
                      This is the headline figure against ``pg_verifybackup``.
 ``module_inner``     from the same runs, the seconds the module reports for its checksums check
                      (``checks.checksums.seconds``): pg_verifybackup as the module runs it (split
-                     over one process per CPU, see _verify_native.run_sliced).
+                     over one process per CPU plus one, see _verify_native.verify_processes; the
+                     module also reports how much of the backup was in the page cache).
 
 Two cache states, each with all variants: ``warm`` (the backup's files were read just before)
 and ``cold`` (each file's pages are dropped from the page cache with
 ``posix_fadvise(POSIX_FADV_DONTNEED)`` before each run: only this backup's pages, nothing else on
 the machine is evicted). Results: bench/results/verify.json and verify.md (git-ignored).
 
-    python bench/bench_verify.py [--runs 3] [--scale 70] [--keep] [--backup PATH]
+    python bench/bench_verify.py [--runs 3] [--scale 70] [--keep] [--backup PATH] [--variants floor,sliced,...]
 
 ``--backup PATH`` verifies an existing plain backup (such as the one bench_restore.py --keep leaves)
 instead of bringing up a lab and taking one.
@@ -57,11 +61,16 @@ if os.path.exists(VENV_PY) and os.path.realpath(sys.prefix) != os.path.realpath(
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 
-from lablib import Lab, run_module  # noqa: E402  pylint: disable=wrong-import-position
+from lablib import COLLECTIONS, Lab, run_module  # noqa: E402  pylint: disable=wrong-import-position
+
+if COLLECTIONS not in sys.path:
+    sys.path.insert(0, COLLECTIONS)
+from ansible_collections.resilience.dr.plugins.module_utils import _verify_native  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.resilience.dr.plugins.module_utils._verify_scratch import Completed  # noqa: E402  pylint: disable=wrong-import-position
 
 NAME = "bench-verify"
 PORT_BASE = 25200  # the lab role refuses ports above 32767 (Linux's ephemeral range)
-VARIANTS = ("floor", "pg_verifybackup", "module", "ansible_ping")
+VARIANTS = ("floor", "pg_verifybackup", "sliced", "module", "ansible_ping")
 TARGET_RATIO = 1.2  # module / pg_verifybackup
 CHUNK = 4 * 1024 * 1024
 
@@ -173,6 +182,32 @@ class Bench(object):
             raise RuntimeError("pg_verifybackup said: %s" % out)
         return seconds, {}
 
+    def sliced(self):
+        """The way before: ``run_sliced`` as the module calls it, one process per CPU."""
+
+        class Direct(object):
+            def __init__(self, env):
+                self.env = env
+
+            def run(self, argv, timeout=600):
+                proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, env=self.env,
+                                      timeout=timeout, check=False)
+                return Completed(proc.returncode, proc.stdout, proc.stderr)
+
+        saved = _verify_native.VERIFY_SLICES
+        _verify_native.VERIFY_SLICES = max(1, min(4, os.cpu_count() or 1))
+        figures = {}
+        try:
+            t0 = time.monotonic()
+            proc = _verify_native.run_sliced(Direct(self.env), [self.pg("pg_verifybackup")], self.backup,
+                                             os.path.join(self.backup, "backup_manifest"), 3600, figures)
+            seconds = time.monotonic() - t0
+        finally:
+            _verify_native.VERIFY_SLICES = saved
+        if proc.returncode != 0 or "successfully verified" not in proc.stdout:
+            raise RuntimeError("sliced pg_verifybackup said: %s %s" % (proc.stdout, proc.stderr))
+        return seconds, {"verify_processes": figures.get("verify_processes")}
+
     @staticmethod
     def ansible_ping():
         t0 = time.monotonic()
@@ -190,13 +225,29 @@ class Bench(object):
         check = result.get("checks", {}).get("checksums", {})
         if result.get("failed") or check.get("status") != "passed":
             raise RuntimeError("backup_verify did not pass: %s" % (result.get("msg") or check.get("detail")))
+        figures = check.get("figures", {})
         return seconds, {"module_inner": check["seconds"], "module_task": result.get("seconds"),
-                         "verify_processes": check.get("figures", {}).get("verify_processes"),
-                         "files_verified": check.get("figures", {}).get("files_verified")}
+                         "verify_processes": figures.get("verify_processes"), "page_cache_resident": figures.get("page_cache_resident"),
+                         "files_verified": figures.get("files_verified")}
 
 
 def median(values):
     return round(statistics.median(values), 3) if values else None
+
+
+def ratio(med, top, bottom, minus=None):
+    """med[top] / med[bottom] (less med[minus] on top); None when a variant was not run."""
+    if not med.get(top) or not med.get(bottom) or (minus and not med.get(minus)):
+        return None
+    return round((med[top] - (med[minus] if minus else 0)) / med[bottom], 2)
+
+
+def met(value):
+    return None if value is None else value <= TARGET_RATIO
+
+
+def fmt(value, unit=""):
+    return "-" if value is None else "%.3f%s" % (value, unit) if unit else "%.2f" % value
 
 
 def main():
@@ -205,7 +256,9 @@ def main():
     parser.add_argument("--scale", type=int, default=70)
     parser.add_argument("--keep", action="store_true", help="leave the lab up at the end")
     parser.add_argument("--backup", help="verify this existing plain backup; no lab is brought up")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of %s" % ", ".join(VARIANTS))
     args = parser.parse_args()
+    variants = [v for v in VARIANTS if v in args.variants.split(",")]
     if os.geteuid() != 0:
         sys.exit("run as root: the lab's PostgreSQL runs as the postgres user")
 
@@ -221,11 +274,12 @@ def main():
         data = bench.existing(args.backup) if args.backup else bench.build()
         load_before = os.getloadavg()[0]
         samples = {}
+        decisions = {}
         for cache in ("warm", "cold"):
-            for variant in VARIANTS + ("module_inner", "module_task"):
+            for variant in variants + ["module_inner", "module_task"]:
                 samples.setdefault(cache, {})[variant] = []
             for run in range(args.runs):
-                for variant in VARIANTS:
+                for variant in variants:
                     if cache == "cold":
                         bench.drop_cache()
                     else:
@@ -235,22 +289,27 @@ def main():
                     for key in ("module_inner", "module_task"):
                         if key in extra:
                             samples[cache][key].append(extra[key])
+                    if variant == "module":
+                        decisions.setdefault(cache, []).append([extra.get("verify_processes"), extra.get("page_cache_resident")])
                     log("%s run %d %-16s %.3f s %s" % (cache, run + 1, variant, seconds, extra or ""))
         results = {}
         for cache, by_variant in samples.items():
             med = {variant: median(values) for variant, values in by_variant.items()}
             ratios = {
-                "module_task/pg_verifybackup": round(med["module_task"] / med["pg_verifybackup"], 2),
-                "module/pg_verifybackup": round(med["module"] / med["pg_verifybackup"], 2),
-                "module/floor": round(med["module"] / med["floor"], 2),
-                "pg_verifybackup/floor": round(med["pg_verifybackup"] / med["floor"], 2),
-                "module_inner/pg_verifybackup": round(med["module_inner"] / med["pg_verifybackup"], 2),
-                "(module - ansible_ping)/pg_verifybackup": round((med["module"] - med["ansible_ping"]) / med["pg_verifybackup"], 2),
+                "module_task/pg_verifybackup": ratio(med, "module_task", "pg_verifybackup"),
+                "module/pg_verifybackup": ratio(med, "module", "pg_verifybackup"),
+                "module/floor": ratio(med, "module", "floor"),
+                "pg_verifybackup/floor": ratio(med, "pg_verifybackup", "floor"),
+                "module_inner/pg_verifybackup": ratio(med, "module_inner", "pg_verifybackup"),
+                "sliced/pg_verifybackup": ratio(med, "sliced", "pg_verifybackup"),
+                "(module - ansible_ping)/pg_verifybackup": ratio(med, "module", "pg_verifybackup", minus="ansible_ping"),
             }
             results[cache] = {"median_seconds": med, "runs": by_variant, "ratios": ratios,
-                              "target_met": ratios["module_task/pg_verifybackup"] <= TARGET_RATIO,
-                              "target_met_ansible_process": ratios["module/pg_verifybackup"] <= TARGET_RATIO,
-                              "throughput_mb_s": {v: round(data["backup_bytes"] / 1e6 / med[v], 1) for v in VARIANTS if v != "ansible_ping"}}
+                              "module_decisions": decisions.get(cache, []),
+                              "target_met": met(ratios["module_task/pg_verifybackup"]),
+                              "target_met_ansible_process": met(ratios["module/pg_verifybackup"]),
+                              "throughput_mb_s": {v: round(data["backup_bytes"] / 1e6 / med[v], 1) for v in variants
+                                                  if v != "ansible_ping" and med.get(v)}}
         out = {
             "benchmark": "backup_verify checksums vs pg_verifybackup vs reading every file once",
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -262,12 +321,10 @@ def main():
         write_results(out)
         for cache in ("warm", "cold"):
             r = results[cache]
-            log("%s cache: floor %.3f s, pg_verifybackup %.3f s, module task %.3f s (its check %.3f s; the ansible process %.3f s; "
-                "ansible ping %.3f s)" % (
-                    cache, r["median_seconds"]["floor"], r["median_seconds"]["pg_verifybackup"], r["median_seconds"]["module_task"],
-                    r["median_seconds"]["module_inner"], r["median_seconds"]["module"], r["median_seconds"]["ansible_ping"]))
-            log("  ratios: %s; target module <= %.1fx pg_verifybackup: %s" % (
-                ", ".join("%s %.2f" % kv for kv in r["ratios"].items()), TARGET_RATIO, "met" if r["target_met"] else "MISSED"))
+            log("%s cache: %s" % (cache, ", ".join("%s %s" % (v, fmt(m, " s")) for v, m in sorted(r["median_seconds"].items()))))
+            log("  ratios: %s; module's (processes, resident share): %s; target module task <= %.1fx pg_verifybackup: %s" % (
+                ", ".join("%s %s" % (k, fmt(v)) for k, v in r["ratios"].items()), r["module_decisions"], TARGET_RATIO,
+                {True: "met", False: "MISSED", None: "not measured"}[r["target_met"]]))
     finally:
         if lab is None:
             pass
@@ -298,20 +355,24 @@ def write_results(out):
         "without Ansible's start-up); *its check* is the checksums check inside it; *ansible process* is the whole "
         "`ansible localhost -m resilience.dr.backup_verify` run; *ansible ping* is Ansible's fixed cost for one ad-hoc task.",
         "",
-        "| cache | floor (read once) | pg_verifybackup | module task | its check | ansible process | ansible ping "
-        "| **module task / pg_verifybackup** | check / pg_verifybackup | ansible process / pg_verifybackup "
-        "| (process - ping) / pg_verifybackup | pg_verifybackup / floor |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| cache | floor (read once) | pg_verifybackup | sliced (one per CPU, before) | module task | its check | ansible process "
+        "| ansible ping | **module task / pg_verifybackup** | check / pg_verifybackup | sliced / pg_verifybackup "
+        "| ansible process / pg_verifybackup | (process - ping) / pg_verifybackup | pg_verifybackup / floor | module's processes |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for cache in ("warm", "cold"):
         r = out["results"][cache]
         m = r["median_seconds"]
-        lines.append("| %s | %.3f s | %.3f s | %.3f s | %.3f s | %.3f s | %.3f s | **%.2f** | %.2f | %.2f | %.2f | %.2f |" % (
-            cache, m["floor"], m["pg_verifybackup"], m["module_task"], m["module_inner"], m["module"], m["ansible_ping"],
-            r["ratios"]["module_task/pg_verifybackup"], r["ratios"]["module_inner/pg_verifybackup"], r["ratios"]["module/pg_verifybackup"],
-            r["ratios"]["(module - ansible_ping)/pg_verifybackup"], r["ratios"]["pg_verifybackup/floor"]))
-    verdicts = ["met" if out["results"][c]["target_met"] else "missed" for c in ("warm", "cold")]
-    process = ["met" if out["results"][c]["target_met_ansible_process"] else "missed" for c in ("warm", "cold")]
+        cells = [fmt(m.get(v), " s") for v in ("floor", "pg_verifybackup", "sliced", "module_task", "module_inner", "module", "ansible_ping")]
+        cells.append("**%s**" % fmt(r["ratios"]["module_task/pg_verifybackup"]))
+        keys = ("module_inner/pg_verifybackup", "sliced/pg_verifybackup", "module/pg_verifybackup",
+                "(module - ansible_ping)/pg_verifybackup", "pg_verifybackup/floor")
+        cells += [fmt(r["ratios"][k]) for k in keys]
+        cells.append(", ".join(str(d[0]) for d in r["module_decisions"]) or "-")
+        lines.append("| %s | %s |" % (cache, " | ".join(cells)))
+    words = {True: "met", False: "missed", None: "not measured"}
+    verdicts = [words[out["results"][c]["target_met"]] for c in ("warm", "cold")]
+    process = [words[out["results"][c]["target_met_ansible_process"]] for c in ("warm", "cold")]
     lines += ["", "Target: %s (%s warm, %s cold). Counting the whole ansible process instead: %s warm, %s cold." % (
         out["target"], verdicts[0], verdicts[1], process[0], process[1]), ""]
     with open(os.path.join(folder, "verify.md"), "w") as handle:
