@@ -134,9 +134,10 @@ def default_slices(cpus):
 #: pg_verifybackup processes of the checksums check, each verifying a share of the files
 #: (pg_verifybackup itself reads and checksums every file in one thread): one per CPU plus
 #: one, at most 4 (one process on one CPU). A process waiting for a read from the disk
-#: leaves its CPU idle; the extra one fills it. Measured on 2 CPUs (3.18 GB backup, medians of 6): from a cold page cache
-#: 1 process 1.93 s, 2 1.70 s, 3 1.23 s, 4 1.32 s; from a warm one 0.73, 0.47, 0.45, 0.45 s.
-#: Two or more readers did not slow the disk down (bench/README.md, bench_verify).
+#: leaves its CPU idle; the extra one fills it. Measured on 2 CPUs, 3.18 GB backup, cold page
+#: cache, 1/2/3 processes (medians of 6-7, three series): 1.93/1.70/1.23 s, 2.36/2.15/2.13 s,
+#: 2.22/1.97/1.92 s; warm 0.73/0.47/0.45 s (4: 0.45). Two or more readers did not slow the
+#: disk down (bench/README.md, bench_verify).
 VERIFY_SLICES = default_slices(os.cpu_count())
 #: below this many bytes of data files, one process (a second one costs more than it saves)
 SLICE_MIN_BYTES = 64 * 1024 * 1024
