@@ -13,43 +13,16 @@ import time
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
-
 from ansible_collections.resilience.dr.plugins.modules import backup_verify
-from ansible_collections.resilience.dr.plugins.module_utils._module import DRModule
 from ansible_collections.resilience.dr.plugins.module_utils import _verify_wal as wal
 from ansible_collections.resilience.dr.plugins.module_utils._verify_common import evaluate_expectation, coerce
 from ansible_collections.resilience.dr.plugins.module_utils._verify_native import parse_label_time
-
-
-class Exit(Exception):
-    def __init__(self, kind, payload):
-        super(Exit, self).__init__(kind)
-        self.kind = kind
-        self.payload = payload
-
-
-@pytest.fixture
-def captured(monkeypatch):
-    def exit_json(self, **kwargs):
-        raise Exit("exit", kwargs)
-
-    def fail_json(self, msg, **kwargs):
-        kwargs["msg"] = msg
-        raise Exit("fail", kwargs)
-
-    monkeypatch.setattr(DRModule, "exit_json", exit_json)
-    monkeypatch.setattr(DRModule, "fail_json", fail_json)
+from modrun import run_main  # pylint: disable=import-error
 
 
 def run(args, check=False):
-    args = dict(args)
-    if check:
-        args["_ansible_check_mode"] = True
-    with patch_module_args(args):
-        with pytest.raises(Exit) as info:
-            backup_verify.main()
-    return info.value.kind, json.loads(json.dumps(info.value.payload))
+    out = run_main(backup_verify.main, args, check)
+    return out.kind, json.loads(json.dumps(out.payload))
 
 
 # -- WAL names -----------------------------------------------------------------------

@@ -15,46 +15,18 @@ import tarfile
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
-
 from ansible_collections.resilience.dr.plugins.module_utils import _pg_backups as pb
 from ansible_collections.resilience.dr.plugins.module_utils import _pitr_common as common
 from ansible_collections.resilience.dr.plugins.module_utils._errors import DRError
-from ansible_collections.resilience.dr.plugins.module_utils._module import DRModule
 from ansible_collections.resilience.dr.plugins.modules import pg_pitr_restore
+from modrun import run_main  # pylint: disable=import-error
 
 UTC = datetime.timezone.utc
 SEG = 16 * 1024 * 1024
 
 
-class Exit(Exception):
-    def __init__(self, kind, payload):
-        super(Exit, self).__init__(kind)
-        self.kind = kind
-        self.payload = payload
-
-
-@pytest.fixture
-def captured(monkeypatch):
-    def exit_json(self, **kwargs):
-        raise Exit("exit", kwargs)
-
-    def fail_json(self, msg, **kwargs):
-        kwargs["msg"] = msg
-        raise Exit("fail", kwargs)
-
-    monkeypatch.setattr(DRModule, "exit_json", exit_json)
-    monkeypatch.setattr(DRModule, "fail_json", fail_json)
-
-
 def run(args, check=False):
-    args = dict(args)
-    if check:
-        args["_ansible_check_mode"] = True
-    with patch_module_args(args):
-        with pytest.raises(Exit) as info:
-            pg_pitr_restore.main()
-    return info.value
+    return run_main(pg_pitr_restore.main, args, check)
 
 
 # -- targets -------------------------------------------------------------------------------
