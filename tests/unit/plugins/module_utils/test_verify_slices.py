@@ -152,6 +152,15 @@ def low_threshold(monkeypatch):
     monkeypatch.setattr(_verify_native, "VERIFY_SLICES", 3)
 
 
+def flip_byte(path, offset, mask):
+    """Damage one byte of a backup file in place (XOR with ``mask``)."""
+    with open(path, "r+b") as handle:
+        handle.seek(offset)
+        byte = handle.read(1)
+        handle.seek(offset)
+        handle.write(bytes([byte[0] ^ mask]))
+
+
 def run(argv, target, figures=None):
     figures = {} if figures is None else figures
     manifest = os.path.join(target, "backup_manifest")
@@ -279,11 +288,7 @@ def test_real_pg_verifybackup_slices_together_check_every_file(backup, monkeypat
     sizes = sizes_of(backup)
     damaged = [max(share, key=lambda path: sizes[path]) for share in slices]  # the biggest file of every share
     for rel in damaged:
-        with open(os.path.join(backup, rel), "r+b") as handle:
-            handle.seek(100)
-            byte = handle.read(1)
-            handle.seek(100)
-            handle.write(bytes([byte[0] ^ 0x01]))
+        flip_byte(os.path.join(backup, rel), 100, 0x01)
     os.remove(os.path.join(backup, "PG_VERSION"))
     proc, _figures = run([REAL_VERIFY, "-n"], backup)
     assert proc.returncode == 1

@@ -20,6 +20,7 @@ from ansible_collections.resilience.dr.tests.unit.plugins.module_utils.test_veri
     backup,
     calls,
     fake_bin,
+    flip_byte,
     low_threshold,
     run,
     sizes_of,
@@ -167,11 +168,7 @@ def test_real_pg_verifybackup_names_the_flipped_byte_cold_or_cached(cold, low_th
     sizes = sizes_of(cold)
     damaged = sorted(sizes, key=sizes.get)[-2:]  # the two biggest files: one per process when split
     for rel in damaged:
-        with open(os.path.join(cold, rel), "r+b") as handle:
-            handle.seek(7)
-            byte = handle.read(1)
-            handle.seek(7)
-            handle.write(bytes([byte[0] ^ 0x10]))
+        flip_byte(os.path.join(cold, rel), 7, 0x10)
     evict(cold)
     if state == "cached":
         read_all(cold)
