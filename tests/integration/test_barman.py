@@ -40,6 +40,7 @@ BARMAN_VERSION = "3.19.1"  # 3.20 needs Python 3.12; Debian bookworm's python3 (
 SERVER = "lab"
 BEFORE_ROWS = 6
 AFTER_ROWS = 4
+RESTORE_POINT = "barman_probe_cut"
 
 
 def ensure_barman_venv():
@@ -158,12 +159,15 @@ def env():
             lab.sql("insert into barman_probe (written_at, phase) values (clock_timestamp(), 'before')")
         time.sleep(0.3)
         moment = lab.sql("select clock_timestamp()")[0][0].astimezone(datetime.timezone.utc)
+        # the same cut as a restore point and as an LSN (after every 'before' commit)
+        lab.sql("select pg_create_restore_point(%s)", (RESTORE_POINT,))
+        mid_lsn = lab.sql("select pg_current_wal_lsn()::text")[0][0]
         time.sleep(0.3)
         for _row in range(AFTER_ROWS):
             lab.sql("insert into barman_probe (written_at, phase) values (clock_timestamp(), 'after')")
         server.switch_wal()
         server.switch_wal()
-        yield {"lab": lab, "barman": server, "moment": moment, "restores": restores}
+        yield {"lab": lab, "barman": server, "moment": moment, "mid_lsn": mid_lsn, "restores": restores}
     finally:
         for name in os.listdir(restores) if os.path.isdir(restores) else []:
             pg_ctl_stop(lab, os.path.join(restores, name))
@@ -223,6 +227,27 @@ def test_pitr_restore_to_instant(env):
     assert again["changed"] is False and again["steps"] == [], again
     assert len(lab.sql("select 1 from barman_probe", node=RESTORE_PORT)) == BEFORE_ROWS
     pg_ctl_stop(lab, args["data_dir"])
+
+
+@pytest.mark.parametrize("kind", ["name", "lsn"])
+def test_pitr_restore_to_restore_point_and_lsn(env, kind):
+    """barman recover --target-name / --target-lsn: the restored cluster holds exactly the rows
+    committed before the cut, is promoted, and the proof names the target."""
+    lab = env["lab"]
+    target = {"target_name": RESTORE_POINT} if kind == "name" else {"target_lsn": env["mid_lsn"]}
+    args = pitr_args(env, "cut-" + kind, **target)
+    result = run_module("resilience.dr.pg_pitr_restore", args)
+    try:
+        assert result["changed"] is True and not result.get("failed"), result
+        assert result["proof"]["reached"] is True and result["proof"]["promoted"] is True, result["proof"]
+        rows = lab.sql("select phase from barman_probe order by id", node=RESTORE_PORT)
+        assert [r[0] for r in rows] == ["before"] * BEFORE_ROWS, rows
+        assert lab.sql("select pg_is_in_recovery()", node=RESTORE_PORT)[0][0] is False
+        with open(os.path.join(args["data_dir"], "postgresql.auto.conf")) as handle:
+            auto = handle.read()
+        assert "recovery_target_" + kind not in auto, auto
+    finally:
+        pg_ctl_stop(lab, args["data_dir"])
 
 
 def test_target_before_every_backup(env):
