@@ -305,3 +305,73 @@ def test_service_level_runs_your_tasks_and_refuses_kubernetes_without_kubernetes
     assert k8s.returncode != 0
     assert "the kubernetes.core collection is not installed" in k8s.stdout
     assert [r["status"] for r in records(lab) if r["kind"] == "rollback"][-1] == "failed"
+
+
+# A canary release run as one AWX job: no details.release, the job id groups the switches, and
+# HAProxy's web backend is switched twice (10 % to green, then all of it).
+CANARY_RELEASE = """---
+- name: Canary release under AWX job {{ job }}, each switch recorded with its way back
+  hosts: load_balancers
+  gather_facts: false
+  tasks:
+    - name: Send ten percent to green
+      resilience.dr.traffic_switch:
+        provider: haproxy
+        haproxy_socket: "{{ dr_haproxy_socket }}"
+        haproxy_backend: "{{ dr_haproxy_http_backend }}"
+        weights: {blue: 90, green: 10}
+      register: canary
+    - name: Record the canary
+      resilience.dr.rollback_record:
+        path: "{{ dr_records_file }}"
+        kind: switch
+        status: completed
+        job_id: "{{ job }}"
+        details: {target: canary}
+        undo: "{{ canary.undo }}"
+    - name: Send all of it to green
+      resilience.dr.traffic_switch:
+        provider: haproxy
+        haproxy_socket: "{{ dr_haproxy_socket }}"
+        haproxy_backend: "{{ dr_haproxy_http_backend }}"
+        active: green
+      register: full
+    - name: Record the full switch
+      resilience.dr.rollback_record:
+        path: "{{ dr_records_file }}"
+        kind: switch
+        status: completed
+        job_id: "{{ job }}"
+        details: {target: full}
+        undo: "{{ full.undo }}"
+"""
+
+
+def test_traffic_rollback_of_a_canary_job_goes_back_before_its_first_switch_in_one_step(lab, tmp_path):
+    job = "awx-%d" % os.getpid()
+    playbook = tmp_path / "canary.yml"
+    playbook.write_text(CANARY_RELEASE)
+    assert web(lab) == {"blue": True, "green": False}
+    out = run_playbook(str(playbook), lab_vars(job=job))
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert web(lab) == {"blue": False, "green": True}
+    ids = {r["details"]["target"]: r["id"] for r in records(lab) if r["kind"] == "switch" and r.get("job_id") == job}
+    assert set(ids) == {"canary", "full"}
+
+    real = run_playbook("playbooks/rollback.yml", lab_vars(rollback_level="traffic", rollback_capture=False))
+    assert real.returncode == 0, real.stdout[-3000:]
+    assert "1 switch(es) of release %s undone, newest first" % job in real.stdout
+    # one step, straight to the state before the canary: blue only (not 90/10 first)
+    assert web(lab) == {"blue": True, "green": False}
+    assert lab.http_get()[1].strip() == "blue v1"
+    rollback = [r for r in records(lab) if r["kind"] == "rollback"][-1]
+    assert rollback["status"] == "completed" and rollback["details"]["traffic_release"] == job
+    done = rollback["details"]["traffic"]
+    assert len(done) == 1 and done[0]["records"] == [ids["full"], ids["canary"]], done
+    assert done[0]["previous"] == {"blue": 0, "green": 100} and done[0]["routing"] == {"blue": 100, "green": 0}
+
+    again = run_playbook("playbooks/rollback.yml", lab_vars(rollback_level="traffic", rollback_capture=False))
+    assert again.returncode == 0, again.stdout[-3000:]
+    lines = [line for line in again.stdout.splitlines() if '"msg": "traffic ' in line]
+    assert len(lines) == 1 and "(changed: False)" in lines[0], lines
+    assert web(lab) == {"blue": True, "green": False}
