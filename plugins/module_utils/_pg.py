@@ -34,6 +34,7 @@ from ansible_collections.resilience.dr.plugins.module_utils._errors import (
     CONNECTION_FAILED,
     DRError,
     INVALID_ARGUMENT,
+    MISSING_LIBRARY,
 )
 
 DRIVER_ENV = "RESILIENCE_DR_PG_DRIVER"
@@ -59,7 +60,7 @@ def driver():
     if _libpq.load() is not None:
         return "libpq"
     if wanted == "libpq":
-        raise DRError(CONNECTION_FAILED, "%s=libpq but this host has no loadable libpq (libpq.so.5)." % DRIVER_ENV)
+        raise DRError(MISSING_LIBRARY, "%s=libpq but this host has no loadable libpq (libpq.so.5)." % DRIVER_ENV)
     return "psycopg"
 
 

@@ -53,8 +53,9 @@ def test_the_driver_is_libpq_when_loadable_unless_psycopg_is_asked_for(monkeypat
     monkeypatch.setattr(_libpq, "_LIB", [None])
     assert _pg.driver() == "psycopg"
     monkeypatch.setenv(_pg.DRIVER_ENV, "libpq")
-    with pytest.raises(DRError):
+    with pytest.raises(DRError) as info:
         _pg.driver()
+    assert info.value.code == "MISSING_LIBRARY"
 
 
 @pytest.mark.skipif(_libpq.load() is None, reason="no libpq.so.5 on this host")
