@@ -9,8 +9,9 @@
   ``_pg_backups.run_as`` for pg_pitr_restore.
 * ``backups()`` turns ``list-backups`` + ``show-backup`` into the backup dicts of
   ``_pg_backups.list_native_backups`` (``id`` is Barman's backup id, ``format`` ``barman``).
-* ``scan_wals()`` lists Barman's WAL store (``wals_directory``: one sub-folder per 16
-  hex characters of the segment name), for both WAL continuity checks.
+* ``as_catalogue()`` turns a scan of Barman's WAL store (``_verify_wal.scan_tree`` on
+  ``wals_directory``: one sub-folder per 16 hex characters of the segment name) into the
+  catalogue of ``_pg_backups.list_archive``.
 
 Barman must run as ``barman_user``: it refuses another user, and the files it writes
 (a recovered data dir) must belong to the user PostgreSQL runs as.
@@ -32,7 +33,6 @@ from ansible_collections.resilience.dr.plugins.module_utils._errors import (
 )
 from ansible_collections.resilience.dr.plugins.module_utils import _pg_backups
 from ansible_collections.resilience.dr.plugins.module_utils import _time
-from ansible_collections.resilience.dr.plugins.module_utils import _verify_wal as wal
 
 #: backup statuses that can be restored (WAITING_FOR_WALS still lacks the end WAL)
 USABLE = ("DONE",)
@@ -161,13 +161,8 @@ def describe_backup(show, server_info=None):
     }
 
 
-def scan_wals(wals_dir):
-    """Barman's WAL store (``wal.scan_tree``): ``segments``, ``mtimes``, ``histories``, ``newest``."""
-    return wal.scan_tree(wals_dir)
-
-
 def as_catalogue(scan, segment_size=_pg_backups.DEFAULT_SEGMENT_SIZE):
-    """A ``scan_wals`` result in the format of ``_pg_backups.list_archive``."""
+    """A ``_verify_wal.scan_tree`` result in the format of ``_pg_backups.list_archive``."""
     out = {"segments": {}, "histories": ["%08X.history" % t for t in scan["histories"]], "backup_files": []}
     for name, mtime in scan["mtimes"].items():
         parsed = _pg_backups.parse_segment_name(name, segment_size)

@@ -28,6 +28,7 @@ from ansible_collections.resilience.dr.plugins.module_utils._errors import (
 from ansible_collections.resilience.dr.plugins.module_utils._pitr_common import DataDirRestore, pg_time_text
 from ansible_collections.resilience.dr.plugins.module_utils import _barman
 from ansible_collections.resilience.dr.plugins.module_utils import _pg_backups
+from ansible_collections.resilience.dr.plugins.module_utils._verify_wal import scan_tree
 
 
 class BarmanRestore(DataDirRestore):
@@ -55,7 +56,7 @@ class BarmanRestore(DataDirRestore):
 
     def wal_check(self, backup, target):
         wals = self.barman.wals_directory()
-        catalogue = _barman.as_catalogue(_barman.scan_wals(wals))
+        catalogue = _barman.as_catalogue(scan_tree(wals))
         start = _pg_backups.parse_lsn(backup["start_lsn"])
         end_lsn = target["lsn"]
         if target["type"] == "immediate" and backup.get("end_wal"):

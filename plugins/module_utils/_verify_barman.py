@@ -95,7 +95,7 @@ class BarmanVerify(VerifyProvider):
             "count": len(backups),
         }
         folder = self.barman.wals_directory()
-        self.archive = _barman.scan_wals(folder)
+        self.archive = wal.scan_tree(folder)
         newest_seg = self.archive["newest"]
         self.figures["wal"] = {
             "repository": folder,

@@ -21,6 +21,7 @@ from ansible_collections.resilience.dr.plugins.module_utils import _barman
 from ansible_collections.resilience.dr.plugins.module_utils import _pitr_barman
 from ansible_collections.resilience.dr.plugins.module_utils import _verify_barman
 from ansible_collections.resilience.dr.plugins.module_utils._module import DRModule
+from ansible_collections.resilience.dr.plugins.module_utils._verify_wal import scan_tree
 from ansible_collections.resilience.dr.plugins.modules import backup_verify, pg_pitr_restore
 from modrun import run_main  # pylint: disable=import-error
 
@@ -115,10 +116,10 @@ def test_describe_backup_rounds_the_end_up_and_reads_the_version():
     assert _barman.pg_version_text(90624) == "9.6" and _barman.pg_version_text(None) is None
 
 
-def test_scan_wals_and_catalogue(fake):
+def test_scan_of_the_wal_store_and_catalogue(fake):
     (fake["wals"] / "00000002.history").write_text("1\t0/5000000\tno recovery target specified\n")
     (fake["wals"] / "000000010000000000000008.partial").write_bytes(b"")
-    scan = _barman.scan_wals(str(fake["wals"].parent))
+    scan = scan_tree(str(fake["wals"].parent))
     assert scan["newest"] == "000000010000000000000008" and len(scan["segments"]) == 7
     assert scan["histories"] == {2: [(1, 0x5000000, "no recovery target specified")]}
     catalogue = _barman.as_catalogue(scan)
