@@ -60,7 +60,8 @@ def driver():
     if _libpq.load() is not None:
         return "libpq"
     if wanted == "libpq":
-        raise DRError(MISSING_LIBRARY, "%s=libpq but this host has no loadable libpq (libpq.so.5)." % DRIVER_ENV)
+        raise DRError(MISSING_LIBRARY, "%s=libpq but this host has no loadable libpq (libpq.so.5). Install the libpq5 package, "
+                      "or unset %s to use psycopg." % (DRIVER_ENV, DRIVER_ENV))
     return "psycopg"
 
 
