@@ -13,11 +13,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import configparser
 import os
 import shutil
 import time
-
-from ansible.module_utils.six.moves import configparser
 
 from ansible_collections.resilience.dr.plugins.module_utils._errors import (
     DRError,

@@ -20,8 +20,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
-
-from ansible.module_utils.six.moves.urllib.parse import quote
+from urllib.parse import quote
 
 from ansible_collections.resilience.dr.plugins.module_utils import _gcp
 from ansible_collections.resilience.dr.plugins.module_utils import _http

@@ -20,7 +20,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible.module_utils.six.moves.urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode
 
 from ansible_collections.resilience.dr.plugins.module_utils import _azure
 from ansible_collections.resilience.dr.plugins.module_utils import _gcp

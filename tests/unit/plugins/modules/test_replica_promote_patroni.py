@@ -13,13 +13,15 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import base64
 import copy
 import io
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from urllib.error import HTTPError, URLError
 
 import pytest
-
-from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 
 from ansible_collections.resilience.dr.plugins.module_utils import _promote_patroni
 from ansible_collections.resilience.dr.plugins.modules import replica_promote
@@ -112,7 +114,7 @@ class FakePatroni(object):
 @pytest.fixture
 def fake(monkeypatch):
     f = FakePatroni()
-    monkeypatch.setattr(_promote_patroni.urls, "open_url", f.open_url)
+    monkeypatch.setattr(_promote_patroni, "open_url", f.open_url)
     return f
 
 
@@ -234,7 +236,7 @@ def test_a_post_that_times_out_is_not_sent_again_and_polling_decides(fake):
             raise URLError(_promote_patroni.socket.timeout("timed out"))
         return orig(url, data=data, method=method, **kwargs)
 
-    _promote_patroni.urls.open_url = timing_out
+    _promote_patroni.open_url = timing_out
     out = run(BASE)
     assert out.kind == "exit" and out.payload["promoted"] is True
     assert len(fake.posts()) == 1 and out.payload["steps"][0]["result"]["status"] == 0
@@ -250,7 +252,7 @@ def test_status_unknown_answer_is_followed_by_polling(fake):
         return orig(url, data=data, method=method, **kwargs)
 
     fake.open_url = slow
-    _promote_patroni.urls.open_url = slow
+    _promote_patroni.open_url = slow
     out = run(BASE)
     assert out.kind == "exit" and out.payload["promoted"] is True
     assert out.payload["steps"][0]["result"]["status"] == 503
@@ -264,7 +266,7 @@ def test_the_candidate_never_becomes_leader_times_out(fake):
         fake.pending = None
         return resp
 
-    _promote_patroni.urls.open_url = never
+    _promote_patroni.open_url = never
     out = run(dict(BASE, promote_timeout="1s"))
     assert out.payload["error"] == "TIMEOUT" and out.payload["changed"] is True
     assert keys(out.payload["completed_steps"]) == [("switchover", "pg2")]
@@ -289,3 +291,54 @@ def test_lag_of():
     assert _promote_patroni.lag_of({"lag": 3, "receive_lag": "unknown", "replay_lag": 9}) == 9
     assert _promote_patroni.lag_of({"lag": "unknown"}) is None
     assert _promote_patroni.lag_of({}) is None
+
+
+class _Echo(BaseHTTPRequestHandler):
+    """Loopback server for open_url: /redirect answers 307, /missing 404, anything else echoes the request."""
+
+    def log_message(self, *args):  # pylint: disable=arguments-differ
+        pass
+
+    def _answer(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode() if length else ""
+        if self.path == "/redirect":
+            self.send_response(307)
+            self.send_header("Location", "/elsewhere")
+            self.end_headers()
+            return
+        status = 404 if self.path == "/missing" else 200
+        out = json.dumps({"method": self.command, "path": self.path, "auth": self.headers.get("Authorization"),
+                          "type": self.headers.get("Content-Type"), "body": body}).encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    do_GET = do_POST = _answer
+
+
+def test_open_url_sends_basic_auth_and_the_body_and_follows_no_redirect():
+    server = HTTPServer(("127.0.0.1", 0), _Echo)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = "http://127.0.0.1:%d" % server.server_address[1]
+    try:
+        resp = _promote_patroni.open_url(base + "/switchover", data='{"candidate": "pg2"}', method="POST",
+                                         headers={"Content-Type": "application/json"}, url_username="patroni", url_password=SECRET)
+        seen = json.loads(resp.read())
+        assert resp.getcode() == 200
+        assert seen["method"] == "POST" and seen["body"] == '{"candidate": "pg2"}' and seen["type"] == "application/json"
+        assert seen["auth"] == "Basic " + base64.b64encode(("patroni:" + SECRET).encode()).decode()
+        assert json.loads(_promote_patroni.open_url(base + "/cluster").read())["auth"] is None
+        with pytest.raises(HTTPError) as redirect:
+            _promote_patroni.open_url(base + "/redirect")
+        assert redirect.value.code == 307
+        with pytest.raises(HTTPError) as missing:
+            _promote_patroni.open_url(base + "/missing")
+        assert missing.value.code == 404
+    finally:
+        server.shutdown()
+        server.server_close()
+    with pytest.raises(URLError):
+        _promote_patroni.open_url(base + "/cluster", timeout=2)
