@@ -393,9 +393,11 @@ class DataDirRestore(Provider):
         return data
 
     def make_instance(self, socket_dir=None):
+        from ansible_collections.resilience.dr.plugins.module_utils import _pg_instance  # not for a plan on a new data dir
+
         pg_bin = _pg_backups.pg_bin_for(self.pg_version(self.backup), self.params.get("pg_bin"))
-        return _pg_backups.ScratchInstance(self.data_dir, self.params["port"], pg_bin, os_user=self.os_user,
-                                           socket_dir=socket_dir or self.data_dir, login_user=self.params.get("pg_login_user") or "postgres")
+        return _pg_instance.ScratchInstance(self.data_dir, self.params["port"], pg_bin, os_user=self.os_user,
+                                            socket_dir=socket_dir or self.data_dir, login_user=self.params.get("pg_login_user") or "postgres")
 
     def final_socket_dir(self):
         return self.params.get("socket_dir") or self.data_dir

@@ -60,7 +60,9 @@ class NativeRestore(DataDirRestore):
         return check
 
     def restore_files(self, backup):
-        return _pg_backups.copy_native_backup(backup, self.data_dir, self.os_user)
+        from ansible_collections.resilience.dr.plugins.module_utils import _pg_copy  # the copy only, not the plan
+
+        return _pg_copy.copy_native_backup(backup, self.data_dir, self.os_user)
 
     def recovery_settings(self, target):
         return {"restore_command": _pg_backups.restore_command_for(self.wal_archive)}

@@ -580,11 +580,10 @@ class NativeVerify(VerifyProvider):
     def copy_backup(self, instance):
         backup = self.backup
         if backup["format"] == "plain":
-            # imported here: its 1,200 lines cost every other check 20 ms to compile from the module's zip
-            from ansible_collections.resilience.dr.plugins.module_utils import _pg_backups
+            from ansible_collections.resilience.dr.plugins.module_utils import _pg_copy  # test_restore only
 
             os.mkdir(instance.data, 0o700)
-            _pg_backups.copy_tree(backup["path"], instance.data, sync=False)
+            _pg_copy.copy_tree(backup["path"], instance.data, sync=False)
             return
         os.mkdir(instance.data)
         _safe_extract(os.path.join(backup["path"], backup["base_tar"]), instance.data)

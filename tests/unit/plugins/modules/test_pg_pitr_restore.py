@@ -16,6 +16,7 @@ import tarfile
 import pytest
 
 from ansible_collections.resilience.dr.plugins.module_utils import _pg_backups as pb
+from ansible_collections.resilience.dr.plugins.module_utils import _pg_instance
 from ansible_collections.resilience.dr.plugins.module_utils import _pitr_common as common
 from ansible_collections.resilience.dr.plugins.module_utils._errors import DRError
 from ansible_collections.resilience.dr.plugins.modules import pg_pitr_restore
@@ -179,7 +180,7 @@ def test_choose_newest_backup_that_ended_before_the_target():
 
 
 def test_settings_block_is_replaced_not_appended(tmp_path):
-    inst = pb.ScratchInstance(str(tmp_path), 22590, "/nonexistent", os_user=None)
+    inst = _pg_instance.ScratchInstance(str(tmp_path), 22590, "/nonexistent", os_user=None)
     (tmp_path / "postgresql.auto.conf").write_text("work_mem = '8MB'\n")
     inst.write_settings({"port": 22590, "archive_mode": "off", "restore_command": "cp '/a b'/%f \"%p\""}, tag="one")
     inst.write_settings({"port": 22591}, tag="two")

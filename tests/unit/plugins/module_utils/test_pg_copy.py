@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""``_pg_backups.copy_tree``: the parallel copy pg_pitr_restore uses for plain backups,
+"""``_pg_copy.copy_tree``: the parallel copy pg_pitr_restore uses for plain backups,
 checked on real trees in a temp folder (bytes, modes, links, owner, errors, fallback)."""
 
 from __future__ import absolute_import, division, print_function
@@ -15,7 +15,7 @@ import stat
 
 import pytest
 
-from ansible_collections.resilience.dr.plugins.module_utils import _pg_backups
+from ansible_collections.resilience.dr.plugins.module_utils import _pg_copy
 from ansible_collections.resilience.dr.plugins.module_utils._errors import DRError
 
 BIG = 3 * 1024 * 1024 + 17  # a few MB, not a multiple of any block or chunk size
@@ -79,13 +79,13 @@ def dest(tmp_path):
 @pytest.mark.parametrize("workers,sync", [(None, True), (1, False), (4, True)])
 def test_copy_gives_identical_bytes_modes_and_links(source, dest, workers, sync):
     before = snapshot(source)
-    result = _pg_backups.copy_tree(str(source), str(dest), workers=workers, sync=sync)
+    result = _pg_copy.copy_tree(str(source), str(dest), workers=workers, sync=sync)
     assert snapshot(dest) == before
     assert snapshot(source) == before
     regular = [v for v in before.values() if v[0] == "file"]
     assert result["files"] == len(regular)
     assert result["bytes"] == sum(os.path.getsize(os.path.join(str(source), k)) for k, v in before.items() if v[0] == "file")
-    assert 1 <= result["workers"] <= (workers or _pg_backups.COPY_WORKERS)
+    assert 1 <= result["workers"] <= (workers or _pg_copy.COPY_WORKERS)
     # the link to a folder stays a link (not followed, not copied as a folder)
     assert os.path.islink(str(dest / "link_to_dir"))
 
@@ -94,7 +94,7 @@ def test_modes_survive_a_strict_umask(source, dest):
     """``cp -a`` keeps 0640 / 0750 whatever the umask (group access data dirs, initdb -g)."""
     old = os.umask(0o077)
     try:
-        _pg_backups.copy_tree(str(source), str(dest), sync=False)
+        _pg_copy.copy_tree(str(source), str(dest), sync=False)
     finally:
         os.umask(old)
     assert stat.S_IMODE(os.stat(str(dest / "PG_VERSION")).st_mode) == 0o640
@@ -103,7 +103,7 @@ def test_modes_survive_a_strict_umask(source, dest):
 
 
 def test_skip_leaves_top_level_names_out(source, dest):
-    _pg_backups.copy_tree(str(source), str(dest), skip=("backup_manifest", "pg_wal"), sync=False)
+    _pg_copy.copy_tree(str(source), str(dest), skip=("backup_manifest", "pg_wal"), sync=False)
     assert not os.path.exists(str(dest / "backup_manifest"))
     assert not os.path.exists(str(dest / "pg_wal"))
     assert (dest / "base" / "1" / "big").read_bytes() == (source / "base" / "1" / "big").read_bytes()
@@ -111,7 +111,7 @@ def test_skip_leaves_top_level_names_out(source, dest):
 
 def test_empty_source_copies_nothing(tmp_path, dest):
     (tmp_path / "nothing").mkdir()
-    result = _pg_backups.copy_tree(str(tmp_path / "nothing"), str(dest))
+    result = _pg_copy.copy_tree(str(tmp_path / "nothing"), str(dest))
     assert result["files"] == 0 and result["bytes"] == 0
     assert os.listdir(str(dest)) == []
 
@@ -122,7 +122,7 @@ def test_owner_is_the_requested_user(source, dest):
         entry = pwd.getpwnam("nobody")
     except KeyError:
         pytest.skip("no user nobody")
-    _pg_backups.copy_tree(str(source), str(dest), os_user="nobody", workers=3)
+    _pg_copy.copy_tree(str(source), str(dest), os_user="nobody", workers=3)
     for current, dirs, files in os.walk(str(dest)):
         for name in dirs + files:
             info = os.lstat(os.path.join(current, name))
@@ -139,7 +139,7 @@ def test_full_disk_names_the_file_and_leaves_the_source(monkeypatch, source, des
 
     monkeypatch.setattr(os, "copy_file_range", full, raising=False)
     with pytest.raises(DRError) as info:
-        _pg_backups.copy_tree(str(source), str(dest), workers=2)
+        _pg_copy.copy_tree(str(source), str(dest), workers=2)
     assert info.value.code == "APPLY_FAILED"
     assert "No space left on device" in info.value.msg
     errors = info.value.details["errors"]
@@ -164,7 +164,7 @@ def test_unwritable_target_names_the_file(monkeypatch, source, dest):
 
     monkeypatch.setattr(os, "open", refusing_open)
     with pytest.raises(DRError) as info:
-        _pg_backups.copy_tree(str(source), str(dest), workers=1, sync=False)
+        _pg_copy.copy_tree(str(source), str(dest), workers=1, sync=False)
     assert os.path.join("base", "1", "big") + ": Permission denied" in info.value.msg
     assert snapshot(source) == before
 
@@ -176,7 +176,7 @@ def test_read_only_target_folder(source, tmp_path):
     os.chmod(str(target), 0o500)
     try:
         with pytest.raises(DRError) as info:
-            _pg_backups.copy_tree(str(source), str(target))
+            _pg_copy.copy_tree(str(source), str(target))
         assert str(target) in info.value.msg
     finally:
         os.chmod(str(target), 0o700)
@@ -185,7 +185,7 @@ def test_read_only_target_folder(source, tmp_path):
 def test_existing_file_in_target_is_not_overwritten(source, dest):
     (dest / "PG_VERSION").write_text("keep me")
     with pytest.raises(DRError) as info:
-        _pg_backups.copy_tree(str(source), str(dest), workers=1, sync=False)
+        _pg_copy.copy_tree(str(source), str(dest), workers=1, sync=False)
     assert "PG_VERSION" in info.value.msg
     assert (dest / "PG_VERSION").read_text() == "keep me"
 
@@ -193,7 +193,7 @@ def test_existing_file_in_target_is_not_overwritten(source, dest):
 def test_fallback_without_copy_file_range(monkeypatch, source, dest):
     monkeypatch.delattr(os, "copy_file_range", raising=False)
     before = snapshot(source)
-    _pg_backups.copy_tree(str(source), str(dest), workers=2)
+    _pg_copy.copy_tree(str(source), str(dest), workers=2)
     assert snapshot(dest) == before
 
 
@@ -211,5 +211,5 @@ def test_fallback_when_copy_file_range_is_refused_midway(monkeypatch, source, de
 
     monkeypatch.setattr(os, "copy_file_range", once_then_refuse)
     before = snapshot(source)
-    _pg_backups.copy_tree(str(source), str(dest), workers=2, sync=False)
+    _pg_copy.copy_tree(str(source), str(dest), workers=2, sync=False)
     assert snapshot(dest) == before
