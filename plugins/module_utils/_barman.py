@@ -151,6 +151,9 @@ def describe_backup(show, server_info=None):
         "timeline": int(base.get("timeline") or 1),
         "start_lsn": base.get("begin_lsn"),
         "end_lsn": base.get("end_lsn"),
+        # Barman's end LSN is the end of the backup's last WAL segment (0/C000000 for a
+        # pg_basebackup PostgreSQL ended at 0/B000100): a bound for choosing a backup, not the end
+        "end_lsn_exact": False,
         "start_time": _time.isoformat(start) if start else None,
         "end_time": _time.isoformat(end) if end else None,
         "end_time_source": "barman show-backup",

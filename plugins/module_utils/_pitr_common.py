@@ -269,7 +269,9 @@ def prove_target(target, wait, log_text, backup, promoted_at_target=False):
     elif kind == "immediate":
         if "consistency" not in stop["text"]:
             problems.append("recovery did not stop at the consistent point")
-        if backup.get("end_lsn") and facts.get("last_replay_lsn"):
+        # a catalogue whose end LSN is only a bound (Barman: the end of the backup's last WAL
+        # segment) leaves the proof to PostgreSQL's own "stopping after reaching consistency"
+        if backup.get("end_lsn") and backup.get("end_lsn_exact", True) and facts.get("last_replay_lsn"):
             if _pg_backups.parse_lsn(facts["last_replay_lsn"]) < _pg_backups.parse_lsn(backup["end_lsn"]):
                 problems.append("replay stopped before the end of the backup")
     if problems:

@@ -156,7 +156,9 @@ def env():
         server.run("backup", "--wait", "--wait-timeout", "60", SERVER)
         lab.sql("create table barman_probe (id serial primary key, written_at timestamptz not null, phase text)")
         for _row in range(BEFORE_ROWS):
-            lab.sql("insert into barman_probe (written_at, phase) values (clock_timestamp(), 'before')")
+            # one transaction per row: the last one's id is the xid target
+            last_xid = lab.sql("insert into barman_probe (written_at, phase) values (clock_timestamp(), 'before') "
+                               "returning pg_current_xact_id()::text")[0][0]
         time.sleep(0.3)
         moment = lab.sql("select clock_timestamp()")[0][0].astimezone(datetime.timezone.utc)
         # the same cut as a restore point and as an LSN (after every 'before' commit)
@@ -167,7 +169,7 @@ def env():
             lab.sql("insert into barman_probe (written_at, phase) values (clock_timestamp(), 'after')")
         server.switch_wal()
         server.switch_wal()
-        yield {"lab": lab, "barman": server, "moment": moment, "mid_lsn": mid_lsn, "restores": restores}
+        yield {"lab": lab, "barman": server, "moment": moment, "mid_lsn": mid_lsn, "last_xid": last_xid, "restores": restores}
     finally:
         for name in os.listdir(restores) if os.path.isdir(restores) else []:
             pg_ctl_stop(lab, os.path.join(restores, name))
@@ -229,23 +231,30 @@ def test_pitr_restore_to_instant(env):
     pg_ctl_stop(lab, args["data_dir"])
 
 
-@pytest.mark.parametrize("kind", ["name", "lsn"])
-def test_pitr_restore_to_restore_point_and_lsn(env, kind):
-    """barman recover --target-name / --target-lsn: the restored cluster holds exactly the rows
-    committed before the cut, is promoted, and the proof names the target."""
+@pytest.mark.parametrize("kind", ["name", "lsn", "xid", "immediate"])
+def test_pitr_restore_to_restore_point_lsn_xid_and_immediate(env, kind):
+    """barman recover --target-name / --target-lsn / --target-xid: the restored cluster holds
+    exactly the rows committed before the cut; --target-immediate: the state at the end of the
+    backup, before the probe table existed. Promoted either way, the proof names the target."""
     lab = env["lab"]
-    target = {"target_name": RESTORE_POINT} if kind == "name" else {"target_lsn": env["mid_lsn"]}
+    target = {"name": {"target_name": RESTORE_POINT}, "lsn": {"target_lsn": env["mid_lsn"]},
+              "xid": {"target_xid": env["last_xid"], "backup_id": barman_backup(env)}, "immediate": {"immediate": True}}[kind]
     args = pitr_args(env, "cut-" + kind, **target)
     result = run_module("resilience.dr.pg_pitr_restore", args)
     try:
-        assert result["changed"] is True and not result.get("failed"), result
+        assert result["changed"] is True and not result.get("failed"), (result.get("msg"), result.get("error"), result.get("details"))
         assert result["proof"]["reached"] is True and result["proof"]["promoted"] is True, result["proof"]
-        rows = lab.sql("select phase from barman_probe order by id", node=RESTORE_PORT)
-        assert [r[0] for r in rows] == ["before"] * BEFORE_ROWS, rows
         assert lab.sql("select pg_is_in_recovery()", node=RESTORE_PORT)[0][0] is False
+        if kind == "immediate":
+            # the backup was taken before the table was created: nothing of it, and the lab keeps all
+            assert lab.sql("select to_regclass('barman_probe') is null", node=RESTORE_PORT)[0][0] is True
+            assert lab.sql("select count(*) from barman_probe")[0][0] == BEFORE_ROWS + AFTER_ROWS
+        else:
+            rows = lab.sql("select phase from barman_probe order by id", node=RESTORE_PORT)
+            assert [r[0] for r in rows] == ["before"] * BEFORE_ROWS, rows
         with open(os.path.join(args["data_dir"], "postgresql.auto.conf")) as handle:
             auto = handle.read()
-        assert "recovery_target_" + kind not in auto, auto
+        assert "recovery_target" not in auto, auto
     finally:
         pg_ctl_stop(lab, args["data_dir"])
 

@@ -234,6 +234,23 @@ def test_xid_name_and_lsn_proofs():
         common.prove_target(common.normalise_target({"target_lsn": "0/3000028"}), {"state": "promoted", "facts": facts}, log, {})
 
 
+def test_immediate_proof_compares_with_an_exact_backup_end_only():
+    log = ("LOG:  consistent recovery state reached at 0/B000100\n"
+           "LOG:  recovery stopping after reaching consistency\n")
+    target = common.normalise_target({"immediate": True})
+    wait = {"state": "paused", "facts": {"last_replay_lsn": "0/B000100"}}
+    assert common.prove_target(target, wait, log, {"end_lsn": "0/B000100"})["reached"]
+    # a pg_basebackup / pg_backup_stop end after where replay stopped: not the end of this backup
+    with pytest.raises(DRError) as info:
+        common.prove_target(target, wait, log, {"end_lsn": "0/C000000"})
+    assert "before the end of the backup" in info.value.msg
+    # Barman's end LSN (the end of the backup's last segment) is a bound: PostgreSQL's word decides
+    assert common.prove_target(target, wait, log, {"end_lsn": "0/C000000", "end_lsn_exact": False})["reached"]
+    with pytest.raises(DRError):
+        common.prove_target(target, wait, "LOG:  recovery stopping after commit of transaction 900, time 2026-01-15 10:15:00+00\n",
+                            {"end_lsn": "0/C000000", "end_lsn_exact": False})
+
+
 # -- the module: data dir rules and check mode (no server needed) ------------------------
 @pytest.fixture
 def native_site(tmp_path):
