@@ -281,8 +281,8 @@ notes:
     V(gcp_cloudsql) and V(azure_pg_flexible) only against local HTTP fakes of the REST calls
     they make (no emulator exists), not against the real services.
   - The V(barman) engine is tested against real Barman 3.19 (PyPI) with C(backup_method=postgres)
-    and C(streaming_archiver) on PostgreSQL 15 - time, restore-point (name) and LSN targets, a target older than every
-    backup, check mode and the second run. C(barman recover) runs locally as O(os_user)
+    and C(streaming_archiver) on PostgreSQL 15 - time, restore-point (name), LSN, transaction id
+    and O(immediate) targets, a target older than every backup, check mode and the second run. C(barman recover) runs locally as O(os_user)
     (Barman's C(barman_user)); remote recovery (C(--remote-ssh-command)) is not offered.
   - A backup's end time comes from the C(.backup) history file in the WAL archive, else from
     the C(backup_manifest)'s modification time.
